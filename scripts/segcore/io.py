@@ -1,0 +1,101 @@
+"""Atomic file output and the image/table formats every stage shares.
+
+Every writer here writes to a temporary name in the destination folder and renames it into place, so a job
+killed mid-write never leaves a truncated file under its final name (``os.replace`` is atomic on POSIX
+within one file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from skimage import io as skio
+
+
+class InputError(ValueError):
+    """Bad user input: a config value or a file that cannot be used; the message names it."""
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``final_path``; rename it into place only if the block succeeds.
+
+    ``suffix`` is appended to the temporary name so libraries that pick a format from the extension
+    (PNG, TIFF) still see it. On error the temporary file is removed and the final path is untouched.
+    """
+    final = Path(final_path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final_dir``; swap it into place if the block succeeds.
+
+    An existing ``final_dir`` is replaced only after the new one is complete, so a failure keeps what was
+    there before and leaves no half-written folder.
+    """
+    final = Path(final_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as a zlib-compressed TIFF, atomically; byte-identical for identical arrays."""
+    with atomic_path(path, ".tif") as tmp:
+        # No datetime/software tags: identical arrays must give identical bytes on every rerun.
+        tifffile.imwrite(tmp, array, compression="zlib", metadata=None, software=False, datetime=False)
+
+
+def read_tiff(path: str | os.PathLike) -> np.ndarray:
+    """Read a single-page TIFF (or the whole stack of a multi-page one) as a numpy array."""
+    try:
+        return tifffile.imread(path)
+    except Exception as error:  # tifffile raises several types for truncated or non-TIFF files
+        raise InputError(f"{path}: cannot read TIFF ({error})") from error
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a ``uint8`` (H, W) or (H, W, 3) array as PNG, atomically."""
+    with atomic_path(path, ".png") as tmp:
+        skio.imsave(tmp, array, check_contrast=False)
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write a tab-separated table without the index, atomically; floats with full precision."""
+    with atomic_path(path, ".tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+def read_table(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
+    """Read a tab-separated table written by :func:`write_table` (ids kept as strings)."""
+    return pd.read_csv(path, sep="\t", dtype={"id": str}, keep_default_na=False, na_values=[""], **kwargs)
