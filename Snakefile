@@ -1,0 +1,23 @@
+# U-Net image segmentation: data -> split -> augmentation -> weight maps -> training -> prediction -> report.
+# Usage: snakemake --cores 8 --resources gpu=1   (see README.md)
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/augment.smk"
+include: "rules/train.smk"
+include: "rules/predict.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

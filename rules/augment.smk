@@ -1,0 +1,60 @@
+rule augment:
+    input:
+        data="results/{dataset}/data",
+        split="results/{dataset}/split.tsv",
+    output:
+        samples=directory("results/{dataset}/train/samples/shard-{shard}"),
+    params:
+        augment=augment_settings(),
+        seed=config["seed"],
+        n_shards=len(SHARDS),
+        class_names=CLASSES,
+    log:
+        "logs/{dataset}/augment/shard-{shard}.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../scripts/augment_shard.py"
+
+
+rule class_weights:
+    input:
+        samples=sample_shards,
+    output:
+        weights="results/{dataset}/train/class_weights.tsv",
+    params:
+        class_names=CLASSES,
+    log:
+        "logs/{dataset}/class_weights.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    script:
+        "../scripts/class_weights.py"
+
+
+rule weight_maps:
+    input:
+        samples="results/{dataset}/train/samples/shard-{shard}",
+        class_weights="results/{dataset}/train/class_weights.tsv",
+    output:
+        weights=directory("results/{dataset}/train/weights/shard-{shard}"),
+    params:
+        weights=config["weights"],
+    log:
+        "logs/{dataset}/weight_maps/shard-{shard}.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../scripts/weight_maps.py"

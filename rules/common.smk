@@ -1,0 +1,91 @@
+# Helpers only: config validation, config lookups, output paths and input functions.
+
+import jsonschema
+import yaml
+from snakemake.utils import min_version, validate
+
+
+def check_config(config, schema_path):
+    """Stop with the config key's name and the problem for every schema violation, then fill defaults."""
+    with open(schema_path) as handle:
+        schema = yaml.safe_load(handle)
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)
+    )
+    if errors:
+        lines = []
+        for error in errors:
+            key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+            lines.append(f"  config key {key}: {error.message}")
+        raise ValueError("Invalid configuration:\n" + "\n".join(lines))
+    validate(config, schema_path)
+
+
+check_config(config, workflow.source_path("../config/schema.yaml"))
+
+DATASET = config["dataset"]["name"]
+CLASSES = config["dataset"]["classes"]
+EXPERIMENTS = list(config["experiments"])
+SHARDS = list(range(config["shards"]))
+
+
+wildcard_constraints:
+    dataset=DATASET,
+    experiment="|".join(EXPERIMENTS),
+    shard=r"\d+",
+
+
+def experiment_config(wildcards):
+    """The experiment's config section with its defaults filled in."""
+    return config["experiments"][wildcards.experiment]
+
+
+def augment_settings():
+    """Augmentation settings as the augment rule passes them to segcore.augment."""
+    return dict(config["augment"])
+
+
+def sample_shards(wildcards):
+    return expand(
+        "results/{dataset}/train/samples/shard-{shard}",
+        dataset=wildcards.dataset,
+        shard=SHARDS,
+    )
+
+
+def weight_shards(wildcards):
+    return expand(
+        "results/{dataset}/train/weights/shard-{shard}",
+        dataset=wildcards.dataset,
+        shard=SHARDS,
+    )
+
+
+def prediction_shards(wildcards):
+    return expand(
+        "results/{dataset}/{experiment}/predictions/shard-{shard}",
+        dataset=wildcards.dataset,
+        experiment=wildcards.experiment,
+        shard=SHARDS,
+    )
+
+
+def per_experiment(pattern):
+    """Input function: ``pattern`` (with {dataset} and {experiment}) for every experiment, in config order."""
+
+    def paths(wildcards):
+        return expand(pattern, dataset=wildcards.dataset, experiment=EXPERIMENTS)
+
+    return paths
+
+
+def final_outputs():
+    """What ``rule all`` asks for: the report and every experiment's metrics."""
+    return [
+        f"results/{DATASET}/report.html",
+        *expand(
+            "results/{dataset}/{experiment}/metrics/summary.tsv",
+            dataset=DATASET,
+            experiment=EXPERIMENTS,
+        ),
+    ]

@@ -1,0 +1,26 @@
+rule report:
+    input:
+        data="results/{dataset}/data",
+        facts=per_experiment("results/{dataset}/{experiment}/training.json"),
+        history=per_experiment("results/{dataset}/{experiment}/history.tsv"),
+        summary=per_experiment("results/{dataset}/{experiment}/metrics/summary.tsv"),
+        per_image=per_experiment("results/{dataset}/{experiment}/metrics/per_image.tsv"),
+    output:
+        html="results/{dataset}/report.html",
+        curves="results/{dataset}/curves.png",
+    params:
+        dataset=DATASET,
+        experiments=EXPERIMENTS,
+        prediction_roots=per_experiment("results/{dataset}/{experiment}/predictions"),
+        n_examples=config["report"]["examples"],
+        class_names=CLASSES,
+    log:
+        "logs/{dataset}/report.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    script:
+        "../scripts/make_report.py"

@@ -1,0 +1,42 @@
+"""Rule predict: class masks (uint8 TIFF) and colour PNGs for one shard of the test images."""
+
+import torch
+
+from segcore.canonical import read_sample
+from segcore.io import atomic_dir, read_table, write_png, write_tiff
+from segcore.model_io import inference_tile_size, load_model
+from segcore.models import prepare_for_inference
+from segcore.rule_runner import log, run_rule
+from segcore.shards import shard_ids
+from segcore.split import ids_of
+from segcore.tiling import predict_class_mask
+from segcore.training import select_device
+from segcore.trainset import image_to_float
+from segcore.visual import colourise
+
+
+def main(smk) -> None:
+    torch.set_num_threads(smk.threads)
+    device = select_device(smk.params.device)
+    model, metadata = load_model(smk.input.model, device)
+    model = prepare_for_inference(model)
+    settings = smk.params.prediction
+    num_classes = metadata["num_classes"]
+    ids = shard_ids(ids_of(read_table(smk.input.split), "test"), int(smk.wildcards.shard), smk.params.n_shards)
+    with atomic_dir(smk.output.predictions) as folder:
+        (folder / "masks").mkdir()
+        (folder / "colour").mkdir()
+        for sample_id in ids:
+            image = read_sample(smk.input.data, sample_id).image
+            tile_size = inference_tile_size(model, settings["tile_size"], image.shape[:2])
+            mask = predict_class_mask(
+                model, image_to_float(image), num_classes=num_classes, tile_size=tile_size, margin=model.margin,
+                overlap=settings["overlap"] if model.margin == 0 else 0, batch_size=settings["batch_size"],
+                blend=settings["blend"], tta=settings["tta"], device=device,
+            )  # fmt: skip
+            write_tiff(folder / "masks" / f"{sample_id}.tif", mask)
+            write_png(folder / "colour" / f"{sample_id}.png", colourise(mask, num_classes))
+    log.info("predicted %d test images on %s", len(ids), device)
+
+
+run_rule(main, snakemake)  # noqa: F821 - injected by Snakemake
