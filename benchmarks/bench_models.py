@@ -1,20 +1,21 @@
 """Benchmark the U-Net family: throughput and the fraction of the fp32 matmul peak it reaches.
 
-1. Peak: ``torch.matmul`` of two 2048x2048 float32 matrices (2 * 2048**3 FLOPs), median of repeats, measured
-   at the start (the reference for every fraction below) and again at the end, to show how much the shared
-   machine's speed drifted during the run.
-2. Per model at its natural input size (unet_small 128x128 batch 16, unet 256x256 batch 4, unet_original
+Reference: ``torch.matmul`` of two 2048x2048 float32 matrices (2 * 2048**3 FLOPs each), timed round-robin with
+the steps it is compared with (matmul, inference, training, matmul, inference, ...), medians of the rounds, so
+that load from other processes on a shared machine slows reference and network alike.
+
+1. Per model at its natural input size (unet_small 128x128 batch 16, unet 256x256 batch 4, unet_original
    572x572 batch 1, unet_residual 128x128 batch 16): inference images/s (eval mode, no_grad, after
    :func:`segcore.models.prepare_for_inference`) and training-step images/s (forward, cross-entropy, backward,
    SGD step), FLOPs per image from ``torch.utils.flop_counter.FlopCounterMode`` (counted on the meta device:
-   shapes only, no arithmetic), and achieved FLOP/s as a fraction of the measured peak.
-3. The default small U-Net's training step in three settings: eager NCHW, channels_last, channels_last with
+   shapes only, no arithmetic), and achieved FLOP/s as a fraction of the peak measured alongside.
+2. The default small U-Net's training step in three settings: eager NCHW, channels_last, channels_last with
    BatchNorm (``--compile`` adds channels_last + BatchNorm + torch.compile, which costs 30-60 s to compile);
    each as images/s, fraction of peak and ratio to eager NCHW.
 
 Usage: ``python benchmarks/bench_models.py [--quick] [--compile] [--device cpu|cuda] [--threads N]``.
-``--quick`` uses smaller batches and inputs and one timed repeat (a smoke run, about a minute); the default
-run takes 2-4 min on 2 CPU cores. Timings are medians; on a shared machine differences under ~15 % are noise.
+``--quick`` uses smaller batches and inputs and one timed round (a smoke run, under a minute); the default
+run (3 rounds) takes about 3 min on 2 free CPU cores. On a shared machine differences under ~15 % are noise.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Case:
     batch: int
 
 
+MATMUL_SIDE = 2048
+MATMULS_PER_STEP = 3  # one ~0.1 s matmul is too short to time steadily on a busy machine
 FULL_CASES = (
     Case("unet_small", {"name": "unet_small"}, 3, 4, 128, 16),
     Case("unet", {"name": "unet"}, 1, 2, 256, 4),
@@ -62,37 +65,41 @@ QUICK_CASES = (
 )
 
 
-def median_seconds(step: Callable[[], object], repeats: int, warmup: int, device: torch.device) -> float:
-    """Median wall time of ``step`` over ``repeats`` calls after ``warmup`` untimed calls."""
-    timings = []
-    for index in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if index >= warmup:
-            timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
+def _timed(step: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
-def matmul_timings(repeats: int, device: torch.device, size: int = 2048) -> list[float]:
-    """Wall times of ``repeats`` fp32 ``size x size`` matmuls (after 2 warm-up calls)."""
+def interleaved_medians(
+    steps: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median seconds per step, timing the steps round-robin so load changes hit all of them alike."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    timings: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            timings[name].append(_timed(step, device))
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
+def matmul_step(device: torch.device) -> tuple[Callable[[], object], float]:
+    """A closure running ``MATMULS_PER_STEP`` fp32 2048x2048 matmuls, and the FLOPs it performs."""
     generator = torch.Generator(device=device).manual_seed(0)
-    left = torch.rand(size, size, device=device, generator=generator)
-    right = torch.rand(size, size, device=device, generator=generator)
-    timings = []
-    for index in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        torch.matmul(left, right)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if index >= 2:
-            timings.append(time.perf_counter() - start)
-    return timings
+    left = torch.rand(MATMUL_SIDE, MATMUL_SIDE, device=device, generator=generator)
+    right = torch.rand(MATMUL_SIDE, MATMUL_SIDE, device=device, generator=generator)
+
+    def step() -> None:
+        for _ in range(MATMULS_PER_STEP):
+            torch.matmul(left, right)
+
+    return step, MATMULS_PER_STEP * 2 * MATMUL_SIDE**3
 
 
 def training_step(model: torch.nn.Module, images: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
@@ -130,8 +137,9 @@ def case_inputs(case: Case, device: torch.device) -> tuple[torch.Tensor, torch.T
     return images.to(device), target.to(device)
 
 
-def bench_model(case: Case, peak: float, repeats: int, device: torch.device) -> None:
-    """Print one table row: parameters, then GFLOP/image, images/s and fraction of peak (infer, train)."""
+def bench_model(case: Case, repeats: int, device: torch.device) -> None:
+    """Print one table row: parameters; GFLOP/image, images/s and fraction of peak for inference and training;
+    and the matmul peak measured alongside."""
     torch.manual_seed(0)
     model = build_model(case.spec, case.in_channels, case.num_classes).to(device)
     images, target = case_inputs(case, device)
@@ -141,26 +149,31 @@ def bench_model(case: Case, peak: float, repeats: int, device: torch.device) -> 
         with torch.no_grad():
             inference_model(images)
 
-    infer_rate = case.batch / median_seconds(infer, repeats, 1, device)
-    train_rate = case.batch / median_seconds(training_step(model.train(), images, target), repeats, 1, device)
+    peak_step, peak_flops = matmul_step(device)
+    steps = {"peak": peak_step, "infer": infer, "train": training_step(model.train(), images, target)}
+    seconds = interleaved_medians(steps, repeats, 1, device)
+    peak = peak_flops / seconds["peak"]
     infer_flops = flops_per_image(case, case.spec, train=False)
     train_flops = flops_per_image(case, case.spec, train=True)
+    infer_rate, train_rate = case.batch / seconds["infer"], case.batch / seconds["train"]
     print(
         f"{case.label:<14} {case.side:>4}^2 {case.batch:<5} {count_parameters(model) / 1e6:6.2f}M "
         f"| {infer_flops / 1e9:9.2f} {infer_rate:12.2f} {infer_rate * infer_flops / peak:5.2f} "
-        f"| {train_flops / 1e9:9.2f} {train_rate:12.2f} {train_rate * train_flops / peak:5.2f}",
+        f"| {train_flops / 1e9:9.2f} {train_rate:12.2f} {train_rate * train_flops / peak:5.2f} "
+        f"| {peak / 1e9:6.1f}",
         flush=True,
     )
 
 
-def bench_layouts(case: Case, peak: float, repeats: int, device: torch.device, compile_too: bool) -> None:
+def bench_layouts(case: Case, repeats: int, device: torch.device, compile_too: bool) -> None:
     """Training step of ``case`` in several memory layouts and with/without BatchNorm, vs eager NCHW."""
     settings = [("eager NCHW", False, False, False), ("channels_last", True, False, False)]
     settings.append(("channels_last + BatchNorm", True, True, False))
     if compile_too:
         settings.append(("channels_last + BatchNorm + compile", True, True, True))
-    print(f"\n{case.label} training step, {case.side}x{case.side}, batch {case.batch}:")
-    rates = {}
+    peak_step, peak_flops = matmul_step(device)
+    steps: dict[str, Callable[[], object]] = {"peak": peak_step}
+    flops = {}
     for label, channels_last, batchnorm, compiled in settings:
         spec = {**case.spec, "batchnorm": batchnorm}
         torch.manual_seed(0)
@@ -169,19 +182,26 @@ def bench_layouts(case: Case, peak: float, repeats: int, device: torch.device, c
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             images = images.contiguous(memory_format=torch.channels_last)
-        runner = torch.compile(model) if compiled else model
-        warmup = 2 if compiled else 1  # compiled: first call compiles forward, second backward is warm
-        seconds = median_seconds(training_step(runner, images, target), repeats, warmup, device)
-        rates[label] = case.batch / seconds
-        fraction = rates[label] * flops_per_image(case, spec, train=True) / peak
-        ratio = rates[label] / rates["eager NCHW"]
-        print(f"  {label:<36} {rates[label]:7.2f} img/s  {fraction:5.2f} of peak  {ratio:5.2f}x eager")
+        steps[label] = training_step(torch.compile(model) if compiled else model, images, target)
+        flops[label] = flops_per_image(case, spec, train=True)
+    # Two warm-up rounds: a compiled model compiles its forward on the first call, its backward on the first
+    # backward, and the second round runs everything warm.
+    seconds = interleaved_medians(steps, repeats, 2 if compile_too else 1, device)
+    peak = peak_flops / seconds.pop("peak")
+    rates = {label: case.batch / value for label, value in seconds.items()}
+    print(
+        f"\n{case.label} training step, {case.side}x{case.side}, batch {case.batch} (peak {peak / 1e9:.1f}):"
+    )
+    for label, rate in rates.items():
+        fraction = rate * flops[label] / peak
+        ratio = rate / rates["eager NCHW"]
+        print(f"  {label:<36} {rate:7.2f} img/s  {fraction:5.2f} of peak  {ratio:5.2f}x eager")
     print(f"  fastest: {max(rates, key=rates.get)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small batches and inputs, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="small batches and inputs, one timed round")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
@@ -193,24 +213,11 @@ def main() -> None:
     cases = QUICK_CASES if args.quick else FULL_CASES
 
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads (shared machine: noisy)")
-    flops_per_matmul = 2 * 2048**3
-    start_timings = matmul_timings(5 if args.quick else 10, device)
-    start_peak = flops_per_matmul / statistics.median(start_timings)
-    print(f"fp32 matmul 2048^2 at start: {start_peak / 1e9:.1f} GFLOP/s")
     print(f"\n{'model':<14} {'input':>6} {'batch':<3} {'params':>7} | GFLOP/img  infer img/s  frac", end="")
-    print(" | GFLOP/img  train img/s  frac")
+    print(" | GFLOP/img  train img/s  frac | peak GFLOP/s")
     for case in cases:
-        bench_model(case, start_peak, repeats, device)
-    bench_layouts(cases[0], start_peak, repeats, device, args.compile)
-
-    end_timings = matmul_timings(5 if args.quick else 10, device)
-    end_peak = flops_per_matmul / statistics.median(end_timings)
-    overall_peak = flops_per_matmul / statistics.median(start_timings + end_timings)
-    print(
-        f"\nfp32 matmul peak: start {start_peak / 1e9:.1f}, end {end_peak / 1e9:.1f}, median of all "
-        f"{overall_peak / 1e9:.1f} GFLOP/s; fractions above use the start value (multiply by "
-        f"{start_peak / overall_peak:.2f} to rescale to the median)"
-    )
+        bench_model(case, repeats, device)
+    bench_layouts(cases[0], repeats, device, args.compile)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from segcore.visual import plot_history
 
 def main(smk) -> None:
     torch.set_num_threads(smk.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     experiment = smk.params.experiment
     training = dict(smk.params.training)
     seed = smk.params.seed

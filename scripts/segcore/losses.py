@@ -97,6 +97,8 @@ class SegmentationLoss:
         self, outputs: Tensor | Sequence[Tensor], target: Tensor, weight_map: Tensor | None = None
     ) -> Tensor:
         outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+        if not outputs:
+            raise ValueError("the model returned an empty list of outputs")
         main_size = tuple(outputs[0].shape[-2:])
         target = center_crop(target, main_size)
         weight_map = center_crop(weight_map, main_size) if weight_map is not None else None

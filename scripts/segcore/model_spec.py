@@ -7,18 +7,18 @@ Spec keys (all optional except ``name``)::
     base_width: 64, depth: 4             alternative to widths: widths[i] = base_width * 2**i
     padding: same | valid
     batchnorm: false
-    dropout: 0.0                         before and after the bottleneck block
+    dropout: 0.0                         element-wise, on the bottleneck block's input and output
     upsampling: transpose | interp
     fusion: concat | add
     residual: false
     deep_supervision: false
     deep_supervision_levels: depth - 1   extra 1x1 heads on decoder levels 1..levels (ignored when off)
 
-Presets fix the keys that define them (``unet_small``: widths 32-32-64-128-256, same padding;
-``unet_original``: widths 64..1024, valid padding, transposed convolutions, concatenation, no residual;
-``unet_residual``: residual blocks, by default with BatchNorm and the ``unet_small`` widths); setting a fixed
-key to another value is an error that points to ``name: unet``. The generic ``unet`` defaults to widths
-64..1024 and same padding.
+Presets fix the keys that define them (``unet_small``, the small U-Net of the shapes tutorial: widths
+32-32-64-128-256, same padding; ``unet_original``: widths 64..1024, valid padding, transposed convolutions,
+concatenation, no residual; ``unet_residual``: residual blocks, by default with BatchNorm and the
+``unet_small`` widths); setting a fixed key to another value is an error that points to ``name: unet``. The
+generic ``unet`` defaults to widths 64..1024 and same padding.
 """
 
 from __future__ import annotations
@@ -70,6 +70,13 @@ class UNetConfig:
     deep_supervision_levels: int = 0
 
     def __post_init__(self) -> None:
+        for field, value, options in (
+            ("padding", self.padding, PADDINGS),
+            ("upsampling", self.upsampling, UPSAMPLINGS),
+            ("fusion", self.fusion, FUSIONS),
+        ):
+            if value not in options:
+                raise ValueError(f"{field} {value!r} is not one of {', '.join(options)}")
         if len(self.widths) < 2 or any(int(width) < 1 for width in self.widths):
             raise ValueError(f"widths must hold at least 2 positive channel counts, got {self.widths}")
         if not 0 <= self.deep_supervision_levels <= self.depth - 1:

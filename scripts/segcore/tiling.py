@@ -9,7 +9,9 @@ loses ``margin`` pixels per side. Output tiles start every ``S - overlap`` pixel
 the input tile of the output tile starting at ``s`` spans ``[s - margin, s - margin + T)``. Pixels outside
 the image are read from its mirror image (``np.pad(mode="reflect")``: the border pixel is not repeated,
 reflections repeat for pads longer than the image), computed per tile with :func:`reflect_indices` instead
-of padding the whole image.
+of padding the whole image. A same net's tiles lie inside the image along any axis at least a tile long,
+so there the net's own padding handles the border exactly as in a whole-image pass; along a shorter axis
+the single tile runs on into the mirror image.
 
 Result. Tile probabilities are blended with a separable weight (:func:`blend_weights`), normalised so the
 weights of all tiles covering a pixel sum to 1. For a valid net every tile's output is exact, so the result
@@ -123,13 +125,33 @@ def axis_tiling(length: int, tile_size: int, margin: int, overlap: int, blend: s
     return AxisTiling(starts, inputs, weights)
 
 
-def _extract_tile(image: np.ndarray, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
-    """The ``(C, T, T)`` view or copy of ``image`` at the given row/column slices or index arrays."""
-    if isinstance(rows, slice) and isinstance(cols, slice):
-        return image[:, rows, cols]
-    row_indices = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
-    col_indices = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
-    return image[:, row_indices[:, None], col_indices[None, :]]
+def _bounding_slice(pixels: slice | np.ndarray) -> tuple[slice, slice | np.ndarray]:
+    """The image slice spanning an axis' tile pixels, and the pixels as positions within that slice."""
+    if isinstance(pixels, slice):
+        return pixels, slice(None)
+    first = int(pixels.min())
+    return slice(first, int(pixels.max()) + 1), pixels - first
+
+
+def _extract_tile(
+    image: np.ndarray, rows: slice | np.ndarray, cols: slice | np.ndarray, out: np.ndarray
+) -> None:
+    """Copy the ``(C, T, T)`` tile of ``image`` at the given row/column slices or index arrays into ``out``.
+
+    Reflected pixels are gathered one axis at a time from the view of the image's box the tile reads, never
+    copying more than ``C * T * T`` values at once (``np.take`` copies a non-contiguous input whole, so it
+    must not see more than the box). ``mode="clip"`` skips bounds checks (and the buffered copy of ``out``
+    they force): the positions lie inside the box by construction.
+    """
+    row_box, box_rows = _bounding_slice(rows)
+    col_box, box_cols = _bounding_slice(cols)
+    box = image[:, row_box, col_box]
+    if not isinstance(box_rows, slice):
+        box = np.take(box, box_rows, axis=1, mode="clip")
+    if isinstance(box_cols, slice):
+        out[...] = box
+    else:
+        np.take(box, box_cols, axis=2, out=out, mode="clip")
 
 
 TilePosition = tuple[int, int]  # (row tile index, column tile index)
@@ -138,13 +160,18 @@ TilePosition = tuple[int, int]  # (row tile index, column tile index)
 def _tile_batches(
     image: np.ndarray, rows: AxisTiling, cols: AxisTiling, tile_size: int, batch_size: int
 ) -> Iterator[tuple[list[TilePosition], np.ndarray]]:
-    """Yield row-major batches of tile positions and their float32 ``(n, C, T, T)`` input tiles."""
+    """Yield row-major batches of tile positions and their float32 ``(n, C, T, T)`` input tiles.
+
+    One buffer holds every batch, so the tiles must be used (or copied) before the next batch is requested;
+    :func:`segcore.tta.probability_batches` runs or copies them when it launches a batch.
+    """
     positions = [(row, col) for row in range(len(rows.starts)) for col in range(len(cols.starts))]
+    buffer = np.empty((min(batch_size, len(positions)), image.shape[0], tile_size, tile_size), np.float32)
     for first in range(0, len(positions), batch_size):
         batch_positions = positions[first : first + batch_size]
-        tiles = np.empty((len(batch_positions), image.shape[0], tile_size, tile_size), dtype=np.float32)
+        tiles = buffer[: len(batch_positions)]
         for slot, (row, col) in enumerate(batch_positions):
-            tiles[slot] = _extract_tile(image, rows.inputs[row], cols.inputs[col])
+            _extract_tile(image, rows.inputs[row], cols.inputs[col], out=tiles[slot])
         yield batch_positions, tiles
 
 

@@ -102,7 +102,9 @@ def probability_batches(
 
     ``tiles``: float32 ``(n, C, T, T)`` numpy; ``probabilities``: float32 ``(n, K, S, S)`` numpy on the host,
     averaged over ``transforms`` (see :func:`averaged_softmax`).
-    The model must already be on ``device``; the caller provides the no-grad context.
+    The model must already be on ``device``; the caller provides the no-grad context. ``tiles`` are read
+    (on the CPU) or copied (to pinned memory, for CUDA) before the next batch is drawn, so the producer
+    may refill one buffer.
 
     On CUDA each batch is launched before the previous one is handed back, so tile extraction and blending
     on the CPU overlap the GPU's work; copies are asynchronous through pinned memory and an event marks when

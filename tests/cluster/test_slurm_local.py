@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import pytest
 
@@ -59,7 +59,7 @@ rule make:
 """
 
 
-def _cluster_unavailable(reason: str) -> None:
+def _cluster_unavailable(reason: str) -> NoReturn:
     """Skip, or fail where CI demands the cluster tests (CI=true and SLURM_REQUIRED=1)."""
     if os.environ.get("CI") == "true" and os.environ.get("SLURM_REQUIRED") == "1":
         pytest.fail(f"SLURM is required here (CI=true, SLURM_REQUIRED=1) but {reason}")
@@ -90,9 +90,7 @@ def slurm_cluster() -> Iterator[None]:
 def _run_snakemake(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run Snakemake under `timeout -k` (a lost status poll must not hang the test session)."""
     command = ["timeout", "-k", "10", str(SNAKEMAKE_TIMEOUT_S), sys.executable, "-m", "snakemake", *args]
-    return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S + 30
-    )
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S + 30)
 
 
 def _submissions(log_text: str) -> dict[str, str]:

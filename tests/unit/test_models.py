@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcore.io import InputError
+from segcore.model_spec import UNetConfig
 from segcore.models import (
     build_model,
     count_parameters,
@@ -253,3 +254,29 @@ def test_bad_spec_raises_input_error_naming_key(spec: dict, message: str) -> Non
 def test_error_names_caller_config_path() -> None:
     with pytest.raises(InputError, match=r"experiments\.a\.model\.fusion"):
         build_model({"name": "unet", "fusion": "mul"}, 1, 2, where="experiments.a.model")
+
+
+def test_presets_and_fusion_channel_counts() -> None:
+    residual = build_model({"name": "unet_residual"}, 3, 4)
+    assert residual.config.residual and residual.config.batchnorm
+    assert residual.config.widths == (32, 32, 64, 128, 256)
+    concat = build_model(TINY, 1, 2)
+    add = build_model({**TINY, "fusion": "add"}, 1, 2)
+    assert concat.decoder[-1].block.body[0].in_channels == 8  # skip 4 + upsampled 4
+    assert add.decoder[-1].block.body[0].in_channels == 4
+
+
+def test_dropout_active_in_training_only() -> None:
+    torch.manual_seed(0)
+    model = build_model({**TINY, "dropout": 0.5}, 1, 2)
+    images = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        assert not torch.equal(model.train()(images), model(images))
+        torch.testing.assert_close(model.eval()(images), model(images))
+
+
+def test_unet_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="padding 'full'"):
+        UNetConfig(widths=(4, 8), padding="full")
+    with pytest.raises(ValueError, match="deep_supervision_levels"):
+        UNetConfig(widths=(4, 8), deep_supervision_levels=1)
