@@ -9,7 +9,18 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=DATASET,
+    experiment="|".join(EXPERIMENTS),
+    shard=r"\d+",
+
+
 include: "rules/data.smk"
 include: "rules/augment.smk"
 include: "rules/train.smk"
@@ -18,6 +29,6 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

@@ -4,11 +4,6 @@ rule augment:
         split="results/{dataset}/split.tsv",
     output:
         samples=directory("results/{dataset}/train/samples/shard-{shard}"),
-    params:
-        augment=augment_settings(),
-        seed=config["seed"],
-        n_shards=len(SHARDS),
-        class_names=CLASSES,
     log:
         "logs/{dataset}/augment/shard-{shard}.log",
     conda:
@@ -17,6 +12,11 @@ rule augment:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        augment=augment_settings(),
+        seed=config["seed"],
+        n_shards=len(SHARDS),
+        class_names=CLASSES,
     script:
         "../scripts/augment_shard.py"
 
@@ -26,8 +26,6 @@ rule class_weights:
         samples=sample_shards,
     output:
         weights="results/{dataset}/train/class_weights.tsv",
-    params:
-        class_names=CLASSES,
     log:
         "logs/{dataset}/class_weights.log",
     conda:
@@ -36,6 +34,8 @@ rule class_weights:
     resources:
         mem_mb=1000,
         runtime=20,
+    params:
+        class_names=CLASSES,
     script:
         "../scripts/class_weights.py"
 
@@ -46,8 +46,6 @@ rule weight_maps:
         class_weights="results/{dataset}/train/class_weights.tsv",
     output:
         weights=directory("results/{dataset}/train/weights/shard-{shard}"),
-    params:
-        weights=config["weights"],
     log:
         "logs/{dataset}/weight_maps/shard-{shard}.log",
     conda:
@@ -56,5 +54,7 @@ rule weight_maps:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        weights=config["weights"],
     script:
         "../scripts/weight_maps.py"

@@ -10,7 +10,8 @@ def check_config(config, schema_path):
     with open(schema_path) as handle:
         schema = yaml.safe_load(handle)
     errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)
+        jsonschema.Draft202012Validator(schema).iter_errors(config),
+        key=lambda e: list(e.path),
     )
     if errors:
         lines = []
@@ -29,19 +30,13 @@ EXPERIMENTS = list(config["experiments"])
 SHARDS = list(range(config["shards"]))
 
 
-wildcard_constraints:
-    dataset=DATASET,
-    experiment="|".join(EXPERIMENTS),
-    shard=r"\d+",
-
-
 def experiment_config(wildcards):
     """The experiment's config section with its defaults filled in."""
     return config["experiments"][wildcards.experiment]
 
 
 def augment_settings():
-    """Augmentation settings as the augment rule passes them to segcore.augment."""
+    """Augmentation settings as segcore.augment receives them."""
     return dict(config["augment"])
 
 
@@ -80,7 +75,7 @@ def per_experiment(pattern):
 
 
 def final_outputs():
-    """What ``rule all`` asks for: the report and every experiment's metrics."""
+    """The final targets: the report and the metrics of every experiment."""
     return [
         f"results/{DATASET}/report.html",
         *expand(

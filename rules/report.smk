@@ -6,14 +6,18 @@ rule report:
         summary=per_experiment("results/{dataset}/{experiment}/metrics/summary.tsv"),
         per_image=per_experiment("results/{dataset}/{experiment}/metrics/per_image.tsv"),
     output:
-        html="results/{dataset}/report.html",
-        curves="results/{dataset}/curves.png",
-    params:
-        dataset=DATASET,
-        experiments=EXPERIMENTS,
-        prediction_roots=per_experiment("results/{dataset}/{experiment}/predictions"),
-        n_examples=config["report"]["examples"],
-        class_names=CLASSES,
+        html=report(
+            "results/{dataset}/report.html",
+            caption="../report/report_html.rst",
+            category="Report",
+            labels={"dataset": "{dataset}", "figure": "pipeline report"},
+        ),
+        curves=report(
+            "results/{dataset}/curves.png",
+            caption="../report/curves_all.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "figure": "curves of all experiments"},
+        ),
     log:
         "logs/{dataset}/report.log",
     conda:
@@ -22,5 +26,11 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=20,
+    params:
+        dataset=DATASET,
+        experiments=EXPERIMENTS,
+        prediction_roots=per_experiment("results/{dataset}/{experiment}/predictions"),
+        n_examples=config["report"]["examples"],
+        class_names=CLASSES,
     script:
         "../scripts/make_report.py"
