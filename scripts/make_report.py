@@ -7,7 +7,7 @@ import pandas as pd
 
 from segcore.canonical import read_sample
 from segcore.io import atomic_path, read_table, read_tiff
-from segcore.metrics import best_and_worst
+from segcore.metrics import best_and_worst, metric_names
 from segcore.report import ExampleImage, ExperimentSection, render_report
 from segcore.rule_runner import log, run_rule
 from segcore.visual import colourise, plot_history, to_display_rgb
@@ -38,6 +38,20 @@ def examples(data_dir: str, predictions: dict, ids: list[str], per_image: pd.Dat
     return shown
 
 
+def extremes_table(per_image: pd.DataFrame, class_names: list[str], n: int) -> pd.DataFrame:
+    """Per metric, the best and worst test images with their values ("id (value)")."""
+    rows = []
+    for metric in metric_names(class_names):
+        best, worst = best_and_worst(per_image, metric, n)
+        values = per_image.set_index("id")[metric]
+        rows.append({
+            "metric": metric,
+            "best": ", ".join(f"{i} ({values[i]:.3f})" for i in best),
+            "worst": ", ".join(f"{i} ({values[i]:.3f})" for i in worst),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main(smk) -> None:
     class_names = list(smk.params.class_names)
     experiments = list(smk.params.experiments)
@@ -58,6 +72,7 @@ def main(smk) -> None:
         best, worst = best_and_worst(per_image, "mean_fg_dice", smk.params.n_examples)
         sections.append(ExperimentSection(
             name=name, summary=summary.reset_index(),
+            extremes=extremes_table(per_image, class_names, smk.params.n_examples),
             facts={key: str(value) for key, value in facts.items()},
             best=examples(smk.input.data, predictions, best, per_image, len(class_names)),
             worst=examples(smk.input.data, predictions, worst, per_image, len(class_names)),

@@ -1,4 +1,5 @@
-"""Rule predict: class masks (uint8 TIFF) and colour PNGs for one shard of the test images."""
+"""Rule predict: one shard of the test images -> class masks (uint8 TIFF), colour-palette PNGs, colour overlays
+(PNG) and, when ``prediction.save_probabilities`` is set, per-class probability maps (float32 (K, H, W) TIFF)."""
 
 import torch
 
@@ -9,10 +10,10 @@ from segcore.models import prepare_for_inference
 from segcore.rule_runner import log, run_rule
 from segcore.shards import shard_ids
 from segcore.split import ids_of
-from segcore.tiling import predict_class_mask
+from segcore.tiling import predict_probabilities
 from segcore.training import select_device
 from segcore.trainset import image_to_float
-from segcore.visual import colourise
+from segcore.visual import colourise, overlay
 
 
 def main(smk) -> None:
@@ -23,19 +24,24 @@ def main(smk) -> None:
     settings = smk.params.prediction
     num_classes = metadata["num_classes"]
     ids = shard_ids(ids_of(read_table(smk.input.split), "test"), int(smk.wildcards.shard), smk.params.n_shards)
+    kinds = ["masks", "colour", "overlays"] + (["probabilities"] if settings["save_probabilities"] else [])
     with atomic_dir(smk.output.predictions) as folder:
-        (folder / "masks").mkdir()
-        (folder / "colour").mkdir()
+        for kind in kinds:
+            (folder / kind).mkdir()
         for sample_id in ids:
             image = read_sample(smk.input.data, sample_id).image
             tile_size = inference_tile_size(model, settings["tile_size"], image.shape[:2])
-            mask = predict_class_mask(
+            probabilities = predict_probabilities(
                 model, image_to_float(image), num_classes=num_classes, tile_size=tile_size, margin=model.margin,
                 overlap=settings["overlap"] if model.margin == 0 else 0, batch_size=settings["batch_size"],
                 blend=settings["blend"], tta=settings["tta"], device=device,
             )  # fmt: skip
+            mask = probabilities.argmax(axis=0).astype("uint8")
             write_tiff(folder / "masks" / f"{sample_id}.tif", mask)
             write_png(folder / "colour" / f"{sample_id}.png", colourise(mask, num_classes))
+            write_png(folder / "overlays" / f"{sample_id}.png", overlay(image, mask, num_classes))
+            if settings["save_probabilities"]:
+                write_tiff(folder / "probabilities" / f"{sample_id}.tif", probabilities)
     log.info("predicted %d test images on %s", len(ids), device)
 
 

@@ -65,6 +65,7 @@ class ExperimentSection:
     name: str
     summary: pd.DataFrame
     facts: dict[str, str]
+    extremes: pd.DataFrame | None = None
     best: list[ExampleImage] = field(default_factory=list)
     worst: list[ExampleImage] = field(default_factory=list)
 
@@ -107,6 +108,8 @@ def render_report(
             f"<table>{facts}</table>",
             "<h3>Test-set metrics</h3>",
             table_html(section.summary),
+            "<h3>Best and worst test images per metric</h3>" if section.extremes is not None else "",
+            table_html(section.extremes) if section.extremes is not None else "",
             _examples_html("Best test images", section.best),
             _examples_html("Worst test images", section.worst),
         ]
