@@ -22,6 +22,20 @@ def check_config(config, schema_path):
     validate(config, schema_path)
 
 
+def replace_experiments_from_configfiles(config):
+    """Let a --configfile's ``experiments`` replace the default ones instead of merging into them.
+
+    Snakemake deep-merges every --configfile over config/config.yaml; for the map of named experiments that
+    would add the default experiment to every preset's comparison.
+    """
+    for path in workflow.overwrite_configfiles:
+        with open(path) as handle:
+            loaded = yaml.safe_load(handle) or {}
+        if "experiments" in loaded:
+            config["experiments"] = loaded["experiments"]
+
+
+replace_experiments_from_configfiles(config)
 check_config(config, workflow.source_path("../config/schema.yaml"))
 
 DATASET = config["dataset"]["name"]
