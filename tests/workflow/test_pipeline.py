@@ -28,15 +28,6 @@ def run(command: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny")
-    configfile = tiny_workflow_config(directory)
-    result = run(snakemake_command(directory, configfile))
-    assert result.returncode == 0, result.stderr[-4000:]
-    return directory
-
-
 def digests(root: Path, patterns: list[str]) -> dict[str, str]:
     found = {}
     for pattern in patterns:
