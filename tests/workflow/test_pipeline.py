@@ -131,3 +131,17 @@ def test_impossible_split_stops_naming_the_key_and_keeps_earlier_outputs(tmp_pat
     assert "config key split.counts: asks for 46 samples (30:8:8) but the dataset has only 40" in result.stderr
     assert (tmp_path / "results" / "tiny" / "data" / "manifest.tsv").exists()  # the data stage is kept
     assert not (tmp_path / "results" / "tiny" / "split.tsv").exists()
+
+
+@pytest.mark.parametrize("name", ["report.zip", "report.html"])
+def test_snakemake_report_builds_after_a_run(tiny_run: Path, name: str):
+    configfile = tiny_run / "tiny-config.yaml"
+    result = run(snakemake_command(tiny_run, configfile, "--report", str(tiny_run / name)), timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    built = tiny_run / name
+    assert built.stat().st_size > 10_000
+    if name == "report.zip":
+        import zipfile
+
+        names = zipfile.ZipFile(built).namelist()
+        assert any(n.endswith("curves.png") for n in names) and any(n.endswith("report.html") for n in names)
