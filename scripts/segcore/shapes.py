@@ -18,7 +18,8 @@ from skimage import draw
 from segcore.canonical import Sample
 
 CLASS_NAMES = ("background", "circle", "triangle", "square")
-MAX_HIDDEN_FRACTION = 0.3  # of an object's area that a later object may cover
+MAX_HIDDEN_FRACTION = 0.25  # of an object's area that a later object may cover
+MIN_RADIUS = 10.0  # px; smaller triangles and squares are hard to tell apart at pixel level
 MIN_COLOUR_DISTANCE = 0.35  # Euclidean RGB distance (in [0, 1] units) from the background's mean colour
 
 
@@ -56,7 +57,7 @@ def generate_sample(seed: int, index: int, size: int = 128, max_objects: int = 5
 
     Returns a :class:`Sample` with id ``f"{index:04d}"``; image uint8 (size, size, 3), class mask uint8
     (size, size) in 0..3, instance mask uint16 (size, size) with ids 1..n (0 = background). Each image holds
-    1..``max_objects`` objects of random class, size (radius 8..size/5), colour and position, fully inside the
+    1..``max_objects`` objects of random class, size (radius 10..size/5), colour and position, fully inside the
     image.
     """
     rng = np.random.default_rng([seed, index])
@@ -66,11 +67,11 @@ def generate_sample(seed: int, index: int, size: int = 128, max_objects: int = 5
     mask = np.zeros(shape, np.uint8)
     instances = np.zeros(shape, np.uint16)
     areas: dict[int, int] = {}
-    max_radius = max(size / 5.0, 9.0)
+    max_radius = max(size / 5.0, MIN_RADIUS + 1.0)
     for instance_id in range(1, int(rng.integers(1, max_objects + 1)) + 1):
         for _attempt in range(20):
             kind = int(rng.integers(1, 4))
-            radius = rng.uniform(8.0, max_radius)
+            radius = rng.uniform(MIN_RADIUS, max_radius)
             centre = tuple(rng.uniform(radius + 1, size - radius - 2, size=2))
             rows, cols = _object_pixels(kind, centre, radius, shape)
             covered = instances[rows, cols]
