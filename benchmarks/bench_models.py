@@ -13,9 +13,11 @@ that load from other processes on a shared machine slows reference and network a
    BatchNorm (``--compile`` adds channels_last + BatchNorm + torch.compile, which costs 30-60 s to compile);
    each as images/s, fraction of peak and ratio to eager NCHW.
 
-Usage: ``python benchmarks/bench_models.py [--quick] [--compile] [--device cpu|cuda] [--threads N]``.
-``--quick`` uses smaller batches and inputs and one timed round (a smoke run, under a minute); the default
-run (3 rounds) takes about 3 min on 2 free CPU cores. On a shared machine differences under ~15 % are noise.
+Usage: ``python benchmarks/bench_models.py [--quick] [--compile] [--device cpu|cuda] [--threads N]
+[--rounds N] [--part all|models|layouts]``.
+``--quick`` uses smaller batches and inputs and one timed round (a smoke run: 45-100 s here, depending on
+load). The default run (3 rounds) took 4.5-5 min on this busy 2-core machine; expect about 3 min on 2 free
+cores. On a shared machine differences under ~15 % are noise.
 """
 
 from __future__ import annotations
@@ -205,19 +207,23 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 3, or 1 with --quick)")
+    parser.add_argument("--part", default="all", choices=("all", "models", "layouts"), help="what to run")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    repeats = 1 if args.quick else 3
+    repeats = args.rounds or (1 if args.quick else 3)
     cases = QUICK_CASES if args.quick else FULL_CASES
 
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads (shared machine: noisy)")
-    print(f"\n{'model':<14} {'input':>6} {'batch':<3} {'params':>7} | GFLOP/img  infer img/s  frac", end="")
-    print(" | GFLOP/img  train img/s  frac | peak GFLOP/s")
-    for case in cases:
-        bench_model(case, repeats, device)
-    bench_layouts(cases[0], repeats, device, args.compile)
+    if args.part in ("all", "models"):
+        print(f"\n{'model':<14} {'input':>6} {'batch':<3} {'params':>7}", end="")
+        print(" | GFLOP/img  infer img/s  frac | GFLOP/img  train img/s  frac | peak GFLOP/s")
+        for case in cases:
+            bench_model(case, repeats, device)
+    if args.part in ("all", "layouts"):
+        bench_layouts(cases[0], repeats, device, args.compile)
 
 
 if __name__ == "__main__":

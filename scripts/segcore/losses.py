@@ -6,7 +6,9 @@ Spec (see :mod:`segcore.loss_terms` for the formulas)::
     {name: weighted_ce}                 cross-entropy weighted by the per-pixel weight map (which is required)
     {name: bce}                         one foreground class; logits (N, 1, h, w) or (N, 2, h, w)
     {name: focal, gamma: 2.0, alpha: [0.25, 0.75] or null}
-    {name: dice, include_background: true, smooth: 1.0}
+    {name: dice, include_background: true, smooth: 1.0}      never uses the weight map
+    ce, bce and focal take ``pixel_weights: true`` to weight pixels by the map (then required);
+    weighted_ce is ce with it always on. Otherwise a given weight map is ignored.
     {name: combo, terms: [{name: ce, weight: 1.0}, {name: dice, weight: 1.0}]}   weighted sum, not normalised
     deep_supervision_weights: [1, 0.5, 0.25]   (any name) one weight per model output, main first
 
