@@ -21,6 +21,12 @@ wildcard_constraints:
     shard=r"\d+",
 
 
+# Collecting the report is light work that needs every experiment's files: never a cluster job.
+localrules:
+    all,
+    report,
+
+
 include: "rules/data.smk"
 include: "rules/augment.smk"
 include: "rules/train.smk"
