@@ -7,7 +7,7 @@ from segcore.canonical import read_sample
 from segcore.io import atomic_dir, read_table, write_png, write_tiff
 from segcore.model_io import inference_tile_size, load_model
 from segcore.models import prepare_for_inference
-from segcore.rule_runner import log, run_rule
+from segcore.rule_runner import log, run_rule, usable_threads
 from segcore.shards import shard_ids
 from segcore.split import ids_of
 from segcore.tiling import predict_probabilities
@@ -17,7 +17,7 @@ from segcore.visual import colourise, overlay
 
 
 def main(smk) -> None:
-    torch.set_num_threads(smk.threads)
+    torch.set_num_threads(usable_threads(smk.threads))
     device = select_device(smk.params.device)
     model, metadata = load_model(smk.input.model, device)
     model = prepare_for_inference(model)
