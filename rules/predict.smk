@@ -4,11 +4,9 @@ rule predict:
         data="results/{dataset}/data",
         split="results/{dataset}/split.tsv",
     output:
-        predictions=directory("results/{dataset}/{experiment}/predictions/shard-{shard}"),
-    params:
-        prediction=config["prediction"],
-        device=config["training"]["device"],
-        n_shards=len(SHARDS),
+        predictions=directory(
+            "results/{dataset}/{experiment}/predictions/shard-{shard}"
+        ),
     log:
         "logs/{dataset}/{experiment}/predict/shard-{shard}.log",
     conda:
@@ -17,6 +15,10 @@ rule predict:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        prediction=config["prediction"],
+        device=config["training"]["device"],
+        n_shards=len(SHARDS),
     script:
         "../scripts/predict.py"
 
@@ -25,19 +27,48 @@ rule evaluate:
     input:
         data="results/{dataset}/data",
         split="results/{dataset}/split.tsv",
-        predictions=prediction_shards,
+        predictions="results/{dataset}/{experiment}/predictions/shard-{shard}",
     output:
-        per_image="results/{dataset}/{experiment}/metrics/per_image.tsv",
-        summary="results/{dataset}/{experiment}/metrics/summary.tsv",
-    params:
-        class_names=CLASSES,
+        per_image="results/{dataset}/{experiment}/metrics/shard-{shard}/per_image.tsv",
+        confusion="results/{dataset}/{experiment}/metrics/shard-{shard}/confusion.tsv",
     log:
-        "logs/{dataset}/{experiment}/evaluate.log",
+        "logs/{dataset}/{experiment}/evaluate/shard-{shard}.log",
     conda:
         "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        class_names=CLASSES,
+        n_shards=len(SHARDS),
     script:
         "../scripts/evaluate.py"
+
+
+rule merge_metrics:
+    input:
+        split="results/{dataset}/split.tsv",
+        per_image=expand(
+            "results/{{dataset}}/{{experiment}}/metrics/shard-{shard}/per_image.tsv",
+            shard=SHARDS,
+        ),
+        confusion=expand(
+            "results/{{dataset}}/{{experiment}}/metrics/shard-{shard}/confusion.tsv",
+            shard=SHARDS,
+        ),
+    output:
+        per_image="results/{dataset}/{experiment}/metrics/per_image.tsv",
+        summary="results/{dataset}/{experiment}/metrics/summary.tsv",
+    log:
+        "logs/{dataset}/{experiment}/merge_metrics.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        class_names=CLASSES,
+    script:
+        "../scripts/merge_metrics.py"

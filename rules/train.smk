@@ -9,12 +9,6 @@ rule train:
         history="results/{dataset}/{experiment}/history.tsv",
         curves="results/{dataset}/{experiment}/curves.png",
         facts="results/{dataset}/{experiment}/training.json",
-    params:
-        experiment=experiment_config,
-        training=config["training"],
-        tile_size=config["prediction"]["tile_size"],
-        seed=config["seed"],
-        class_names=CLASSES,
     log:
         "logs/{dataset}/{experiment}/train.log",
     benchmark:
@@ -26,5 +20,13 @@ rule train:
         gpu=1,
         mem_mb=8000,
         runtime=240,
+    params:
+        experiment=experiment_config,
+        training=config["training"],
+        tile_size=config["prediction"]["tile_size"],
+        seed=config["seed"],
+        class_names=CLASSES,
+        # Not an output: Snakemake deletes the outputs of a failed job, and a rerun resumes from this.
+        resume_state="results/{dataset}/{experiment}/.resume/state.pt",
     script:
         "../scripts/train.py"

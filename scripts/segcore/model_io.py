@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from segcore.io import atomic_path
+from segcore.checkpoint import save_torch
 from segcore.models import UNet, build_model, valid_input_size
 
 
@@ -17,8 +17,8 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, metadata: Mappin
     """Write ``{"state_dict", "metadata"}`` atomically; metadata must hold ``model_spec``, ``in_channels``,
     ``num_classes`` and ``class_names`` and only plain types (so the file loads with ``weights_only=True``)."""
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    with atomic_path(path, ".pt") as tmp:
-        torch.save({"state_dict": state, "metadata": dict(metadata)}, tmp)
+    # save_torch, not torch.save on a temporary name: the zip inside a .pt file records the file's name.
+    save_torch({"state_dict": state, "metadata": dict(metadata)}, path)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[UNet, dict[str, Any]]:

@@ -30,7 +30,9 @@ def run_rule(main: Callable[[Any], None], smk: Any) -> None:
     naming the file or config key, anything else with its traceback.
     """
     console = sys.stderr
-    log_file = open(smk.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the process
+    open(smk.log[0], "w").close()
+    # Append mode for both writers (stderr and the logging handler) so neither overwrites the other.
+    log_file = open(smk.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     sys.stderr = log_file
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     file_handler = logging.FileHandler(smk.log[0], mode="a")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from segcore.model_io import load_model  # noqa: E402
 
 pytestmark = pytest.mark.workflow
-RULES = ["generate_shapes", "split", "augment", "class_weights", "weight_maps", "train", "predict", "evaluate", "report", "all"]
+RULES = ["generate_shapes", "split", "augment", "class_weights", "weight_maps", "train", "predict", "evaluate", "merge_metrics", "report", "all"]
 
 
 def run(command: list[str], timeout: int = 900) -> subprocess.CompletedProcess:

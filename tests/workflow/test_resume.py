@@ -14,13 +14,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import tifffile
 import torch
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from tests.workflow.tiny_config import REPO_ROOT, snakemake_command, tiny_workflow_config
 
 pytestmark = pytest.mark.workflow
-EPOCHS = 5
+EPOCHS = 4
 TRAINING = {"epochs": EPOCHS, "batch_size": 8, "early_stopping_patience": EPOCHS}
 EXPERIMENT = Path("results/tiny/small")
 STATE = EXPERIMENT / ".resume" / "state.pt"
@@ -66,7 +70,7 @@ def digests(root: Path, pattern: str) -> dict[str, str]:
     """``{file name: SHA-256}`` of the files matching ``pattern`` under ``root``, keyed without shard folders."""
     found = {}
     for path in root.glob(pattern):
-        key = f"{path.parent.name}/{path.name}"
+        key = "/".join(part for part in path.relative_to(root).parts if not part.startswith("shard-"))
         assert key not in found, f"{key} is in two shards"
         found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
@@ -74,17 +78,16 @@ def digests(root: Path, pattern: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def single_shard(tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny workflow in one shard with its training inputs made: (directory, config file)."""
+    """A tiny workflow in one shard, run up to the trained model: (directory, config file)."""
     directory = tmp_path_factory.mktemp("one-shard")
     configfile = tiny_workflow_config(directory, training=TRAINING, shards=1)
-    succeed(directory, configfile, "results/tiny/train/samples/shard-0", "results/tiny/train/weights/shard-0")
+    succeed(directory, configfile, str(EXPERIMENT / "model.pt"))
     return directory, configfile
 
 
 def test_training_killed_and_rerun_resumes_to_the_uninterrupted_model(single_shard):
     directory, configfile = single_shard
     model, facts = directory / EXPERIMENT / "model.pt", directory / EXPERIMENT / "training.json"
-    succeed(directory, configfile, str(EXPERIMENT / "model.pt"))
     uninterrupted = model.read_bytes()
     assert not (directory / STATE).parent.exists()  # a finished run removes its state
     recorded = json.loads(facts.read_text())
@@ -105,24 +108,29 @@ def test_training_killed_and_rerun_resumes_to_the_uninterrupted_model(single_sha
 
     succeed(directory, configfile, str(EXPERIMENT / "model.pt"), *AFTER_KILL)
     log = (directory / "logs" / "tiny" / "small" / "train.log").read_text()
-    assert f"resuming from {STATE} after epoch {killed_at}/{EPOCHS}" in log
     trained = [int(epoch) for epoch in re.findall(r"INFO epoch (\d+)/", log)]
     assert trained == list(range(killed_at + 1, EPOCHS + 1))  # no epoch trained twice
     assert model.read_bytes() == uninterrupted
     assert not (directory / STATE).exists()
 
 
-def test_shard_jobs_together_produce_the_files_of_one_job(single_shard, tmp_path: Path):
+@pytest.fixture(scope="module")
+def three_shards(tmp_path_factory) -> Path:
+    """The same tiny workflow in three shards, run up to the metrics summary."""
+    directory = tmp_path_factory.mktemp("three-shards")
+    configfile = tiny_workflow_config(directory, training=TRAINING, shards=3)
+    succeed(directory, configfile, str(EXPERIMENT / "metrics" / "summary.tsv"))
+    return directory
+
+
+def test_shard_jobs_together_produce_the_files_of_one_job(single_shard, three_shards: Path):
     one, one_config = single_shard
-    three = tmp_path / "three-shards"
-    three.mkdir()
-    three_config = tiny_workflow_config(three, training=TRAINING, shards=3)
-    target = str(EXPERIMENT / "metrics" / "summary.tsv")
-    succeed(three, three_config, target)
-    succeed(one, one_config, target, *AFTER_KILL)  # after a kill in the test above, if it ran
+    three = three_shards
+    succeed(one, one_config, str(EXPERIMENT / "metrics" / "summary.tsv"), *AFTER_KILL)  # after the kill above
 
     assert len(list((three / "results/tiny/train/samples").glob("shard-*"))) == 3
-    for pattern in ["samples/shard-*/images/*.tif", "samples/shard-*/masks/*.tif", "samples/shard-*/instances/*.tif", "weights/shard-*/*.tif"]:
+    samples = ["samples/shard-*/images/*.tif", "samples/shard-*/masks/*.tif", "samples/shard-*/instances/*.tif"]
+    for pattern in [*samples, "weights/shard-*/*.tif"]:
         one_files = digests(one / "results/tiny/train", pattern)
         assert len(one_files) >= 24 and digests(three / "results/tiny/train", pattern) == one_files, pattern
     # trained twice from one seed on the same data: the same model file
@@ -133,3 +141,18 @@ def test_shard_jobs_together_produce_the_files_of_one_job(single_shard, tmp_path
     for table in ["per_image.tsv", "summary.tsv"]:
         merged = (three / EXPERIMENT / "metrics" / table).read_bytes()
         assert merged == (one / EXPERIMENT / "metrics" / table).read_bytes(), table
+
+
+def test_shard_confusion_matrices_add_up_to_the_pooled_one(three_shards: Path):
+    """The shards' matrices against scikit-learn's over every test image, and the summary's pooled accuracy."""
+    metrics = three_shards / EXPERIMENT / "metrics"
+    shards = [pd.read_csv(path, sep="\t", index_col="truth") for path in sorted(metrics.glob("shard-*/confusion.tsv"))]
+    pooled = sum(table.to_numpy() for table in shards)
+    masks = sorted((three_shards / EXPERIMENT / "predictions").glob("shard-*/masks/*.tif"))
+    truth_folder = three_shards / "results/tiny/data/masks"
+    truth = np.concatenate([tifffile.imread(truth_folder / path.name).ravel() for path in masks])
+    predicted = np.concatenate([tifffile.imread(path).ravel() for path in masks])
+    assert len(shards) == 3 and len(masks) == 8
+    np.testing.assert_array_equal(pooled, sklearn_confusion_matrix(truth, predicted, labels=[0, 1, 2, 3]))
+    summary = pd.read_csv(metrics / "summary.tsv", sep="\t", float_precision="round_trip").set_index("metric")
+    assert summary.loc["pixel_accuracy", "pooled"] == np.trace(pooled) / pooled.sum()
