@@ -1,12 +1,11 @@
+# Acquire and import: results/{dataset}/data is generated (source shapes), downloaded and imported (source
+# download) or imported from the user's folder (source folder); then split into train/val/test.
+
 if config["dataset"]["source"] == "shapes":
 
     rule generate_shapes:
         output:
             data=directory("results/{dataset}/data"),
-        params:
-            seed=config["seed"],
-            shapes=config["dataset"]["shapes"],
-            class_names=CLASSES,
         log:
             "logs/{dataset}/generate_shapes.log",
         conda:
@@ -15,18 +14,79 @@ if config["dataset"]["source"] == "shapes":
         resources:
             mem_mb=2000,
             runtime=30,
+        params:
+            seed=config["seed"],
+            shapes=config["dataset"]["shapes"],
+            class_names=CLASSES,
         script:
             "../scripts/generate_shapes.py"
+
+
+if config["dataset"]["source"] == "download":
+
+    # Network access happens on the machine Snakemake runs on, never in a cluster job.
+    localrules:
+        download,
+
+    rule download:
+        output:
+            files=directory("resources/{dataset}/download"),
+        log:
+            "logs/{dataset}/download.log",
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=60,
+        params:
+            download=config["dataset"]["download"],
+        script:
+            "../scripts/download_dataset.py"
+
+    IMPORT_INPUTS = ["resources/{dataset}/download"]
+
+elif config["dataset"]["source"] == "folder":
+    # The user's own folders or TIFF stacks, so that files added there rerun the import.
+    IMPORT_INPUTS = sorted(
+        {
+            config["dataset"]["import"][key]
+            for key in ("images", "masks", "instances")
+            if key in config["dataset"]["import"]
+        }
+    )
+
+
+if config["dataset"]["source"] in ("download", "folder"):
+
+    rule import_dataset:
+        input:
+            raw=IMPORT_INPUTS,
+        output:
+            data=directory("results/{dataset}/data"),
+        log:
+            "logs/{dataset}/import_dataset.log",
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            source=config["dataset"]["source"],
+            settings=config["dataset"]["import"],
+            class_names=CLASSES,
+        script:
+            "../scripts/import_dataset.py"
 
 
 rule split:
     input:
         data="results/{dataset}/data",
+        # A split table given in the config replaces the drawn one (and reruns the split when it changes).
+        table=config["split"]["table"] or [],
     output:
         split="results/{dataset}/split.tsv",
-    params:
-        split=config["split"],
-        seed=config["seed"],
     log:
         "logs/{dataset}/split.log",
     conda:
@@ -35,5 +95,8 @@ rule split:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        split=config["split"],
+        seed=config["seed"],
     script:
         "../scripts/split_dataset.py"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,9 @@ import pandas as pd
 import pytest
 import tifffile
 import yaml
-from skimage import draw
+from skimage import draw, measure
 from skimage import io as skio
+from skimage.metrics import adapted_rand_error
 
 from tests.unit.helpers_http import FileServer
 from tests.workflow.tiny_config import REPO_ROOT
@@ -33,7 +35,12 @@ LAYOUT = "data/membrane/train"  # zhixuhao/unet keeps the slices as {image,label
 # Small enough for two shared CPU cores: a 3-level net, 2 epochs of 64x64 patches, no augmented copies.
 TINY_BUDGET = {
     "augment": {"copies": 0},
-    "experiments": {"unet_small": {"model": {"widths": [8, 16, 32]}}},
+    "experiments": {
+        "unet": {
+            "model": {"name": "unet", "widths": [8, 16, 32], "batchnorm": True},
+            "loss": {"name": "weighted_ce"},
+        }
+    },
     "training": {"epochs": 2, "batch_size": 8, "patch_size": 64},
     "prediction": {"tile_size": 128, "tta": "none"},
 }
@@ -107,9 +114,8 @@ def test_isbi_files_are_downloaded_once_each_and_verified(isbi_run, isbi_routes)
     directory, requests = isbi_run
     assert requests == dict.fromkeys(isbi_routes, 1)
     downloaded = directory / "resources" / "isbi2012" / "download"
-    digests = {
-        str(p.relative_to(downloaded)): sha256(p.read_bytes()) for p in downloaded.rglob("*") if p.is_file()
-    }
+    files = [p for p in downloaded.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"]
+    digests = {str(p.relative_to(downloaded)): sha256(p.read_bytes()) for p in files}
     assert digests == sums_from_shared()
     assert sorted(p.name for p in downloaded.parent.iterdir()) == ["download"]  # no temporary leftovers
 
@@ -142,16 +148,21 @@ def test_isbi_report_scores_the_held_out_slices(isbi_run):
     per_bin = split.groupby(["stratum", "subset"]).size().unstack(fill_value=0)
     assert per_bin.to_dict("index") == {b: {"test": 1, "train": 4, "val": 1} for b in range(5)}
     test_ids = sorted(split.loc[split["subset"] == "test", "id"])
-    per_image = pd.read_csv(results / "unet_small" / "metrics" / "per_image.tsv", sep="\t", dtype={"id": str})
+    per_image = pd.read_csv(results / "unet" / "metrics" / "per_image.tsv", sep="\t", dtype={"id": str})
     assert sorted(per_image["id"]) == test_ids
-    predictions = results / "unet_small" / "predictions"
+    predictions = results / "unet" / "predictions"
     for sample_id in test_ids:
         predicted = tifffile.imread(next(predictions.glob(f"shard-*/masks/{sample_id}.tif")))
         label = skio.imread(ISBI / "png" / "train" / "label" / f"{sample_id}.png")
         # ISBI pixel error: fraction of pixels whose cell/membrane label disagrees, from the raw label PNG.
         expected = np.mean((predicted == 1) != (label == 255))
         assert per_image.set_index("id").loc[sample_id, "pixel_error"] == pytest.approx(expected, abs=1e-9)
-    summary = pd.read_csv(results / "unet_small" / "metrics" / "summary.tsv", sep="\t").set_index("metric")
+        # Adapted Rand error of the 4-connected cell segments, membrane pixels of the truth ignored.
+        rand, _, _ = adapted_rand_error(
+            measure.label(label == 255, connectivity=1), measure.label(predicted == 1, connectivity=1)
+        )
+        assert per_image.set_index("id").loc[sample_id, "rand_error"] == pytest.approx(rand, abs=1e-9)
+    summary = pd.read_csv(results / "unet" / "metrics" / "summary.tsv", sep="\t").set_index("metric")
     for metric in ("mean_fg_dice", "pixel_error", "rand_error", "dice_membrane"):
         assert 0 <= summary.loc[metric, "per_image_mean"] <= 1, metric
     report = (results / "report.html").read_text()
@@ -221,10 +232,12 @@ def test_a_user_folder_of_0_255_masks_runs_end_to_end(tmp_path):
             tifffile.imread(results / "data" / "masks" / f"{sample_id}.tif"), mask // 255
         )
     split = pd.read_csv(results / "split.tsv", sep="\t", dtype={"id": str})
-    assert split["subset"].value_counts().to_dict() == {"train": 8, "val": 2, "test": 2}  # 6:2:2 of 12
+    # 6:2:2 of 12 is 7.2 : 2.4 : 2.4; the one image left after rounding down goes to val (the first of the
+    # two largest remainders).
+    assert split["subset"].value_counts().to_dict() == {"train": 7, "val": 3, "test": 2}
     for sample_id in split.loc[split["subset"] == "test", "id"]:
         predicted = tifffile.imread(
-            next((results / "unet_small" / "predictions").glob(f"shard-*/masks/{sample_id}.tif"))
+            next((results / "unet" / "predictions").glob(f"shard-*/masks/{sample_id}.tif"))
         )
         assert predicted.shape == masks[sample_id].shape  # whole images of their own size
     assert "mean_fg_dice" in (results / "report.html").read_text()
@@ -254,3 +267,53 @@ def test_bad_user_files_stop_the_import_naming_the_file(tmp_path, damage, messag
     assert "[rule import_dataset] ERROR" in result.stderr and message in result.stderr
     assert not (tmp_path / "results" / "my-data" / "data").exists()
     assert list((tmp_path / "results" / "my-data").glob(".data*")) == []  # no half-written canonical folder
+
+
+@pytest.mark.parametrize("unsafe", [False, True])
+def test_a_downloaded_zip_is_unpacked_and_imported_unless_a_member_escapes(tmp_path, unsafe):
+    write_user_folder(tmp_path / "lab-scans", USER_SIZES[:4])
+    archive = tmp_path / "mirror" / "scans-v1.zip"  # holds lab-scans/{images,masks}/
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted((tmp_path / "lab-scans").rglob("*.png")):
+            zipped.write(path, path.relative_to(tmp_path).as_posix())
+        if unsafe:
+            zipped.writestr("../escaped.png", b"not an image")
+    config = {
+        "dataset": {
+            "name": "zipped",
+            "source": "download",
+            "classes": ["background", "cell"],
+            "download": {
+                "base_url": (tmp_path / "mirror").as_uri(),  # file:// URLs work like http://
+                "files": {"scans-v1.zip": sha256(archive.read_bytes())},
+                "extract": ["scans-v1.zip"],  # into scans-v1/
+            },
+            "import": {
+                "format": "folder",
+                "images": "scans-v1/lab-scans/images",
+                "masks": "scans-v1/lab-scans/masks",
+                "mask_pattern": "{id}_mask.png",
+                "encoding": {"type": "value_table", "values": {0: 0, 255: 1}},
+            },
+        },
+        "experiments": TINY_BUDGET["experiments"],
+    }
+    configfile = write_yaml(tmp_path / "zipped.yaml", config)
+    result = run_workflow(tmp_path, [configfile], "results/zipped/data", timeout=120)
+    downloaded = tmp_path / "resources" / "zipped" / "download"
+    if unsafe:
+        assert result.returncode != 0
+        assert "member '../escaped.png' escapes the extraction folder" in result.stderr
+        assert [p for p in (tmp_path / "resources").rglob("*") if p.is_file()] == []
+        assert (
+            not (tmp_path / "escaped.png").exists() and not (tmp_path / "resources" / "escaped.png").exists()
+        )
+    else:
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert (
+            sorted(p.name for p in (downloaded / "scans-v1" / "lab-scans" / "masks").iterdir())[0]
+            == "cell00_mask.png"
+        )
+        manifest = pd.read_csv(tmp_path / "results" / "zipped" / "data" / "manifest.tsv", sep="\t")
+        assert sorted(manifest["id"]) == ["cell00", "cell01", "cell02", "cell03"]
