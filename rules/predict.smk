@@ -58,8 +58,18 @@ rule merge_metrics:
             shard=SHARDS,
         ),
     output:
-        per_image="results/{dataset}/{experiment}/metrics/per_image.tsv",
-        summary="results/{dataset}/{experiment}/metrics/summary.tsv",
+        per_image=report(
+            "results/{dataset}/{experiment}/metrics/per_image.tsv",
+            caption="../report/per_image.rst",
+            category="Test metrics",
+            labels={"dataset": "{dataset}", "experiment": "{experiment}", "table": "per image"},
+        ),
+        summary=report(
+            "results/{dataset}/{experiment}/metrics/summary.tsv",
+            caption="../report/summary.rst",
+            category="Test metrics",
+            labels={"dataset": "{dataset}", "experiment": "{experiment}", "table": "summary"},
+        ),
     log:
         "logs/{dataset}/{experiment}/merge_metrics.log",
     conda:

@@ -6,8 +6,18 @@ rule train:
         weights=weight_shards,
     output:
         model="results/{dataset}/{experiment}/model.pt",
-        history="results/{dataset}/{experiment}/history.tsv",
-        curves="results/{dataset}/{experiment}/curves.png",
+        history=report(
+            "results/{dataset}/{experiment}/history.tsv",
+            caption="../report/history.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "experiment": "{experiment}", "figure": "history"},
+        ),
+        curves=report(
+            "results/{dataset}/{experiment}/curves.png",
+            caption="../report/curves.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "experiment": "{experiment}", "figure": "curves"},
+        ),
         facts="results/{dataset}/{experiment}/training.json",
     log:
         "logs/{dataset}/{experiment}/train.log",
