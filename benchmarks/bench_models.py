@@ -25,18 +25,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from segcore.models import build_model, count_parameters, prepare_for_inference  # noqa: E402
+from timing import timed  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,6 @@ QUICK_CASES = (
 )
 
 
-def _timed(step: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def interleaved_medians(
     steps: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
 ) -> dict[str, float]:
@@ -87,7 +78,7 @@ def interleaved_medians(
     timings: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            timings[name].append(_timed(step, device))
+            timings[name].append(timed(step, device))
     return {name: statistics.median(values) for name, values in timings.items()}
 
 

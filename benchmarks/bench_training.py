@@ -25,12 +25,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the loop's per-epoch progress bars would bury the results
 
 import numpy as np  # noqa: E402
@@ -42,6 +42,7 @@ from segcore.losses import build_loss  # noqa: E402
 from segcore.models import build_model, count_parameters  # noqa: E402
 from segcore.training import Hardware, choose_hardware, select_device, to_device, train_epoch  # noqa: E402
 from segcore.trainset import BatchSampler, LabelledImages  # noqa: E402
+from timing import timed  # noqa: E402
 
 SIDE, BATCH, CHANNELS = 128, 16, 3
 MATMUL_SIDE = 2048
@@ -73,18 +74,8 @@ def flops_per_image(model_spec: dict, num_classes: int) -> float:
 
 
 def synchronised(step: Callable[[], object], device: torch.device) -> Callable[[], float]:
-    """A closure timing ``step`` in seconds, waiting for queued CUDA work before and after."""
-
-    def timed() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
-
-    return timed
+    """A closure timing ``step`` in seconds (see :func:`timing.timed`)."""
+    return lambda: timed(step, device)
 
 
 def epoch_step(model_spec: dict, loss_spec: dict, num_classes: int, sampler: BatchSampler, hardware: Hardware):
@@ -134,12 +125,12 @@ def matmul_step(device: torch.device) -> tuple[Callable[[], object], float]:
 def round_robin_medians(steps: dict[str, Callable[[], float]], rounds: int, warmup: int) -> dict[str, float]:
     """Median seconds of each timed step over ``rounds`` rounds, the steps interleaved within each round."""
     for _ in range(warmup):
-        for timed in steps.values():
-            timed()
+        for run_step in steps.values():
+            run_step()
     seconds: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
-        for name, timed in steps.items():
-            seconds[name].append(timed())
+        for name, run_step in steps.items():
+            seconds[name].append(run_step())
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
