@@ -24,6 +24,17 @@ class InputError(ValueError):
     """Bad user input: a config value or a file that cannot be used; the message names it."""
 
 
+def _permissions(directory: bool) -> int:
+    """The mode a plain ``open``/``mkdir`` would give under the current umask.
+
+    mkstemp/mkdtemp create private (0600/0700) entries; results must stay readable by whoever could read
+    a normally written file (e.g. the group on a shared cluster file system).
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``final_path``; rename it into place only if the block succeeds.
@@ -38,6 +49,7 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _permissions(directory=False))
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -56,6 +68,7 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, _permissions(directory=True))
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,7 @@ th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;font-variant-numeri
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top} figcaption{font-size:0.85em;color:#555}
 img.sample{image-rendering:pixelated;width:min(256px,28vw)} .note{color:#555;font-size:0.9em}
+.wide{overflow-x:auto;max-width:100%}
 """
 
 
@@ -97,7 +98,7 @@ def render_report(
     body = [
         f"<h1>U-Net segmentation report: {html.escape(dataset)}</h1>",
         "<h2>Experiments</h2>",
-        table_html(overview),
+        f'<div class="wide">{table_html(overview)}</div>',
         "<h2>Training curves</h2>",
         f'<img alt="training curves" style="max-width:100%" src="{file_data_uri(curves_png)}">',
     ]
