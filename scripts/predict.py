@@ -10,7 +10,7 @@ from segcore.models import prepare_for_inference
 from segcore.rule_runner import log, run_rule, usable_threads
 from segcore.shards import shard_ids
 from segcore.split import ids_of
-from segcore.tiling import predict_probabilities
+from segcore.tiling import class_mask, predict_probabilities
 from segcore.training import select_device
 from segcore.trainset import image_to_float
 from segcore.visual import colourise, overlay
@@ -36,7 +36,7 @@ def main(smk) -> None:
                 overlap=settings["overlap"] if model.margin == 0 else 0, batch_size=settings["batch_size"],
                 blend=settings["blend"], tta=settings["tta"], device=device,
             )  # fmt: skip
-            mask = probabilities.argmax(axis=0).astype("uint8")
+            mask = class_mask(probabilities)
             write_tiff(folder / "masks" / f"{sample_id}.tif", mask)
             write_png(folder / "colour" / f"{sample_id}.png", colourise(mask, num_classes))
             write_png(folder / "overlays" / f"{sample_id}.png", overlay(image, mask, num_classes))

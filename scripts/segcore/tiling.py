@@ -268,16 +268,26 @@ def predict_class_mask(
     tta: str = "none",
     device: str | torch.device | None = None,
 ) -> np.ndarray:
-    """uint8 ``(H, W)`` class mask: the argmax over K of :func:`predict_probabilities` called with the same
-    arguments; ties go to the lower class. Raises ValueError for more than 256 classes."""
+    """uint8 ``(H, W)`` class mask: :func:`class_mask` of :func:`predict_probabilities` called with the same
+    arguments. Raises ValueError for more than 256 classes."""
+    return class_mask(
+        predict_probabilities(
+            model, image, num_classes=num_classes, tile_size=tile_size, margin=margin, overlap=overlap,
+            batch_size=batch_size, blend=blend, tta=tta, device=device,
+        )
+    )
+
+
+def class_mask(probabilities: np.ndarray) -> np.ndarray:
+    """uint8 ``(H, W)`` argmax over K of float ``(K, H, W)`` probabilities; ties go to the lower class.
+
+    Computed in row bands: argmax's int64 result for the whole image would cost 8 bytes per pixel.
+    Raises ValueError for more than 256 classes (a uint8 mask cannot hold them).
+    """
+    num_classes = probabilities.shape[0]
     if num_classes > 256:
         raise ValueError(f"a uint8 class mask holds at most 256 classes; got {num_classes=}")
-    probabilities = predict_probabilities(
-        model, image, num_classes=num_classes, tile_size=tile_size, margin=margin, overlap=overlap,
-        batch_size=batch_size, blend=blend, tta=tta, device=device,
-    )
     mask = np.empty(probabilities.shape[1:], dtype=np.uint8)
-    # Row bands: argmax's int64 result for the whole image would cost 8 bytes per pixel.
     for top in range(0, mask.shape[0], _ARGMAX_ROWS):
         mask[top : top + _ARGMAX_ROWS] = probabilities[:, top : top + _ARGMAX_ROWS].argmax(axis=0)
     return mask

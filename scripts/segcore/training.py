@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from segcore.checkpoint import ResumeFile, load_state, save_state
 from segcore.metrics import confusion_matrix, dice_per_class
-from segcore.tiling import predict_probabilities
+from segcore.tiling import class_mask, predict_probabilities
 from segcore.trainset import BatchSampler, LabelledImages
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def validation_scores(
         true_class_probability = np.take_along_axis(probabilities, mask[None].astype(np.intp), axis=0)
         nll_sum += float(-np.log(np.maximum(true_class_probability, 1e-12), dtype=np.float64).sum())
         pixels += mask.size
-        cm = confusion_matrix(mask, probabilities.argmax(axis=0).astype(np.uint8), num_classes)
+        cm = confusion_matrix(mask, class_mask(probabilities), num_classes)
         foreground_dice = dice_per_class(cm)[1:]
         if not np.all(np.isnan(foreground_dice)):
             dice_values.append(float(np.nanmean(foreground_dice)))
