@@ -6,7 +6,7 @@ that load from other processes on a shared machine slows reference and network a
 
 1. Per model at its natural input size (unet_small 128x128 batch 16, unet 256x256 batch 4, unet_original
    572x572 batch 1, unet_residual 128x128 batch 16): inference images/s (eval mode, no_grad, after
-   :func:`segcore.models.prepare_for_inference`) and training-step images/s (forward, cross-entropy, backward,
+   :func:`segcore.model.unet.prepare_for_inference`) and training-step images/s (forward, cross-entropy, backward,
    SGD step), FLOPs per image from ``torch.utils.flop_counter.FlopCounterMode`` (counted on the meta device:
    shapes only, no arithmetic), and achieved FLOP/s as a fraction of the peak measured alongside.
 2. The default small U-Net's training step in three settings: eager NCHW, channels_last, channels_last with
@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from timing import timed  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from segcore.models import build_model, count_parameters, prepare_for_inference  # noqa: E402
-from timing import timed  # noqa: E402
+from segcore.model.unet import build_model, count_parameters, prepare_for_inference  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -182,9 +182,7 @@ def bench_layouts(case: Case, repeats: int, device: torch.device, compile_too: b
     seconds = interleaved_medians(steps, repeats, 2 if compile_too else 1, device)
     peak = peak_flops / seconds.pop("peak")
     rates = {label: case.batch / value for label, value in seconds.items()}
-    print(
-        f"\n{case.label} training step, {case.side}x{case.side}, batch {case.batch} (peak {peak / 1e9:.1f}):"
-    )
+    print(f"\n{case.label} training step, {case.side}x{case.side}, batch {case.batch} (peak {peak / 1e9:.1f}):")
     for label, rate in rates.items():
         fraction = rate * flops[label] / peak
         ratio = rate / rates["eager NCHW"]

@@ -1,4 +1,4 @@
-"""Benchmark overlap-tile prediction (segcore.tiling.predict_probabilities).
+"""Benchmark overlap-tile prediction (segcore.model.overlap_tile.predict_probabilities).
 
 1. Throughput, in image pixels per second, against the raw model run on the same tiles (pre-extracted into
    batches, no reflection, blending or bookkeeping) in the same process. Goal: ratio >= 0.9.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from segcore.tiling import axis_tiling, predict_probabilities  # noqa: E402
+from segcore.model.overlap_tile import axis_tiling, predict_probabilities  # noqa: E402
 
 CLASSES = 2
 TILE = 256
@@ -46,8 +46,10 @@ def build_net(padding: int) -> torch.nn.Module:
     """3 conv layers, 16 channels; ``padding=1`` keeps the size, ``padding=0`` loses 3 pixels per side."""
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=padding), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 16, 3, padding=padding), torch.nn.ReLU(),
+        torch.nn.Conv2d(3, 16, 3, padding=padding),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=padding),
+        torch.nn.ReLU(),
         torch.nn.Conv2d(16, CLASSES, 3, padding=padding),
     ).eval()
 
@@ -55,8 +57,14 @@ def build_net(padding: int) -> torch.nn.Module:
 def predict(case: str, model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
     _, margin, overlap = CASES[case]
     return predict_probabilities(
-        model, image, num_classes=CLASSES, tile_size=TILE, margin=margin, overlap=overlap,
-        batch_size=BATCH, device="cpu",
+        model,
+        image,
+        num_classes=CLASSES,
+        tile_size=TILE,
+        margin=margin,
+        overlap=overlap,
+        batch_size=BATCH,
+        device="cpu",
     )
 
 
@@ -96,14 +104,21 @@ def throughput(case: str, size: int, repeats: int) -> dict:
                 if with_softmax:
                     torch.softmax(logits, dim=1)
 
-    runs = {"raw": lambda: run_raw(False), "raw_softmax": lambda: run_raw(True),
-            "tiled": lambda: predict(case, model, image)}
+    runs = {
+        "raw": lambda: run_raw(False),
+        "raw_softmax": lambda: run_raw(True),
+        "tiled": lambda: predict(case, model, image),
+    }
     seconds = best_seconds(runs, repeats)
     pixels = size * size
-    return {"case": case, "size": size, "tiles": sum(len(b) for b in batches),
-            **{f"{name}_px_per_s": pixels / run_seconds for name, run_seconds in seconds.items()},
-            "ratio": seconds["raw"] / seconds["tiled"],
-            "ratio_softmax": seconds["raw_softmax"] / seconds["tiled"]}
+    return {
+        "case": case,
+        "size": size,
+        "tiles": sum(len(b) for b in batches),
+        **{f"{name}_px_per_s": pixels / run_seconds for name, run_seconds in seconds.items()},
+        "ratio": seconds["raw"] / seconds["tiled"],
+        "ratio_softmax": seconds["raw_softmax"] / seconds["tiled"],
+    }
 
 
 def _resident_bytes() -> int:
@@ -146,10 +161,16 @@ def memory_case(case: str, size: int) -> dict:
     tracemalloc.stop()
     peak = _peak_resident_bytes(was_reset)
     output = probabilities.nbytes
-    return {"case": case, "size": size, "input_mb": image.nbytes / MEGABYTE, "output_mb": output / MEGABYTE,
-            "extra_rss_mb": (peak - before - output) / MEGABYTE,
-            "extra_traced_mb": (traced_peak - output) / MEGABYTE, "seconds": seconds,
-            "peak_reset": was_reset}
+    return {
+        "case": case,
+        "size": size,
+        "input_mb": image.nbytes / MEGABYTE,
+        "output_mb": output / MEGABYTE,
+        "extra_rss_mb": (peak - before - output) / MEGABYTE,
+        "extra_traced_mb": (traced_peak - output) / MEGABYTE,
+        "seconds": seconds,
+        "peak_reset": was_reset,
+    }
 
 
 def memory_in_subprocess(case: str, size: int) -> dict:
@@ -176,23 +197,28 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}; tile {TILE}, batch {BATCH}, CPU; shared machine, noisy")
     print("\nThroughput (image pixels/s; raw = model alone on the same pre-extracted tile batches,")
     print("raw+sm = raw plus the softmax that tiled prediction must also compute; goal tiled/raw >= 0.9)")
-    print(f"{'case':6} {'size':>5} {'tiles':>5} {'raw':>9} {'raw+sm':>9} {'tiled':>9} {'tiled/raw':>9} "
-          f"{'tiled/raw+sm':>12}")
+    print(
+        f"{'case':6} {'size':>5} {'tiles':>5} {'raw':>9} {'raw+sm':>9} {'tiled':>9} {'tiled/raw':>9} "
+        f"{'tiled/raw+sm':>12}"
+    )
     for case in CASES:
         row = throughput(case, throughput_size, repeats)
-        print(f"{case:6} {row['size']:5d} {row['tiles']:5d} {row['raw_px_per_s']:9.3g} "
-              f"{row['raw_softmax_px_per_s']:9.3g} {row['tiled_px_per_s']:9.3g} {row['ratio']:9.3f} "
-              f"{row['ratio_softmax']:12.3f}")
+        print(
+            f"{case:6} {row['size']:5d} {row['tiles']:5d} {row['raw_px_per_s']:9.3g} "
+            f"{row['raw_softmax_px_per_s']:9.3g} {row['tiled_px_per_s']:9.3g} {row['ratio']:9.3f} "
+            f"{row['ratio_softmax']:12.3f}"
+        )
 
     print("\nPeak memory beyond the input and output arrays (fresh process per case, MB)")
-    print(f"{'case':6} {'size':>5} {'input':>7} {'output':>7} {'extra RSS':>9} {'extra numpy':>11} "
-          f"{'time s':>7}")
+    print(f"{'case':6} {'size':>5} {'input':>7} {'output':>7} {'extra RSS':>9} {'extra numpy':>11} {'time s':>7}")
     for case in CASES:
         for size in memory_sizes:
             row = memory_in_subprocess(case, size)
             note = "" if row["peak_reset"] else "  (lifetime ru_maxrss: upper bound)"
-            print(f"{case:6} {size:5d} {row['input_mb']:7.1f} {row['output_mb']:7.1f} "
-                  f"{row['extra_rss_mb']:9.1f} {row['extra_traced_mb']:11.1f} {row['seconds']:7.1f}{note}")
+            print(
+                f"{case:6} {size:5d} {row['input_mb']:7.1f} {row['output_mb']:7.1f} "
+                f"{row['extra_rss_mb']:9.1f} {row['extra_traced_mb']:11.1f} {row['seconds']:7.1f}{note}"
+            )
     print("goal: the extra columns stay flat as the image grows")
 
 

@@ -2,10 +2,10 @@
 
 Model: the first experiment of ``config/config.yaml`` (its model and loss), 3 input channels, the config's
 classes, on in-memory synthetic 128x128 images, batch 16, through the real loop code
-(:func:`segcore.training.train_epoch` over a :class:`segcore.trainset.BatchSampler`).
+(:func:`segcore.train.loop.train_epoch` over a :class:`segcore.train.data.BatchSampler`).
 
 1. Training images/s in two settings: the reference (float32, NCHW) and the one :func:`fit` chooses on the
-   device (:func:`segcore.training.choose_hardware`: channels-last on small CPU images; channels-last and
+   device (:func:`segcore.train.loop.choose_hardware`: channels-last on small CPU images; channels-last and
    bfloat16 autocast on CUDA), each as images/s, fraction of the fp32 matmul peak and ratio to the reference.
    The peak is ``torch.matmul`` of two 2048x2048 float32 matrices, timed round-robin with the epochs
    (matmul, reference epoch, chosen epoch, feeding, matmul, ...; medians of the rounds), so load from other
@@ -36,13 +36,14 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the loop's per-epoch progress bars
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from timing import timed  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from segcore.losses import build_loss  # noqa: E402
-from segcore.models import build_model, count_parameters  # noqa: E402
-from segcore.training import Hardware, choose_hardware, select_device, to_device, train_epoch  # noqa: E402
-from segcore.trainset import BatchSampler, LabelledImages  # noqa: E402
-from timing import timed  # noqa: E402
+from segcore.compute import select_device  # noqa: E402
+from segcore.model.unet import build_model, count_parameters  # noqa: E402
+from segcore.train.data import BatchSampler, LabelledImages  # noqa: E402
+from segcore.train.loop import Hardware, choose_hardware, to_device, train_epoch  # noqa: E402
+from segcore.train.losses import build_loss  # noqa: E402
 
 SIDE, BATCH, CHANNELS = 128, 16, 3
 MATMUL_SIDE = 2048

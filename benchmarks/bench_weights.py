@@ -23,7 +23,7 @@ from skimage.segmentation import find_boundaries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from segcore.weights import border_weights, border_weights_reference  # noqa: E402
+from segcore.augment.weight_maps import border_weights, border_weights_reference  # noqa: E402
 
 SHAPE = (512, 512)
 # Reference repeats per instance count: fewer at K = 400 (about 8 s a call) to keep the run near a minute.
@@ -42,9 +42,7 @@ def voronoi_cells(shape: tuple[int, int], count: int, seed: int) -> np.ndarray:
     return cells
 
 
-def timed(
-    method: Callable[[np.ndarray], np.ndarray], instances: np.ndarray, repeats: int
-) -> tuple[float, np.ndarray]:
+def timed(method: Callable[[np.ndarray], np.ndarray], instances: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
     """Median wall time of ``method(instances)`` over ``repeats`` calls, and the result of the last call."""
     times = []
     for _ in range(repeats):
@@ -64,10 +62,14 @@ def peak_mib(method: Callable[[np.ndarray], np.ndarray], instances: np.ndarray) 
 
 
 def main() -> None:
-    print(f"border term on {SHAPE[0]}x{SHAPE[1]} Voronoi cells; median of {FAST_REPEATS} (fast) and "
-          f"{'/'.join(map(str, REFERENCE_REPEATS.values()))} (reference) runs; peak = tracemalloc")
-    header = (f"{'K':>5} {'ref ms':>9} {'fast ms':>9} {'speedup':>8} "
-              f"{'ref peak MiB':>13} {'fast peak MiB':>14} {'max |diff|':>11}")
+    print(
+        f"border term on {SHAPE[0]}x{SHAPE[1]} Voronoi cells; median of {FAST_REPEATS} (fast) and "
+        f"{'/'.join(map(str, REFERENCE_REPEATS.values()))} (reference) runs; peak = tracemalloc"
+    )
+    header = (
+        f"{'K':>5} {'ref ms':>9} {'fast ms':>9} {'speedup':>8} "
+        f"{'ref peak MiB':>13} {'fast peak MiB':>14} {'max |diff|':>11}"
+    )
     print(header)
     for count, reference_repeats in REFERENCE_REPEATS.items():
         instances = voronoi_cells(SHAPE, count, seed=count)
@@ -76,8 +78,10 @@ def main() -> None:
         max_diff = np.abs(fast - reference).max()
         reference_mib = peak_mib(border_weights_reference, instances)
         fast_mib = peak_mib(border_weights, instances)
-        print(f"{count:>5} {reference_s * 1e3:>9.1f} {fast_s * 1e3:>9.1f} {reference_s / fast_s:>7.1f}x "
-              f"{reference_mib:>13.1f} {fast_mib:>14.1f} {max_diff:>11.2e}")
+        print(
+            f"{count:>5} {reference_s * 1e3:>9.1f} {fast_s * 1e3:>9.1f} {reference_s / fast_s:>7.1f}x "
+            f"{reference_mib:>13.1f} {fast_mib:>14.1f} {max_diff:>11.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def experiment_config(wildcards):
 
 
 def augment_settings():
-    """Augmentation settings as segcore.augment receives them."""
+    """Augmentation settings as segcore.augment.transforms receives them."""
     return dict(config["augment"])
 
 

@@ -2,15 +2,17 @@
 
 from collections.abc import Iterator
 
-from segcore.augment import AugmentSettings, augment_sample
-from segcore.canonical import Sample, read_sample, write_canonical
+from segcore.augment.transforms import AugmentSettings, augment_sample
+from segcore.data.canonical import Sample, read_sample, write_canonical
+from segcore.data.shards import shard_ids
+from segcore.data.split import ids_of
 from segcore.io import read_table
 from segcore.rule_runner import log, run_rule
-from segcore.shards import shard_ids
-from segcore.split import ids_of
 
 
-def training_samples(data_dir: str, ids: list[str], copies: int, seed: int, settings: AugmentSettings) -> Iterator[Sample]:
+def training_samples(
+    data_dir: str, ids: list[str], copies: int, seed: int, settings: AugmentSettings
+) -> Iterator[Sample]:
     """Each original followed by its augmented copies 1..copies."""
     for sample_id in ids:
         original = read_sample(data_dir, sample_id)
@@ -25,7 +27,9 @@ def main(smk) -> None:
     ids = shard_ids(ids_of(read_table(smk.input.split), "train"), int(smk.wildcards.shard), smk.params.n_shards)
     samples = training_samples(smk.input.data, ids, copies, smk.params.seed, AugmentSettings(**augment))
     manifest = write_canonical(smk.output.samples, samples, num_classes=len(smk.params.class_names))
-    log.info("shard %s: %d originals, %d samples with %d copies each", smk.wildcards.shard, len(ids), len(manifest), copies)
+    log.info(
+        "shard %s: %d originals, %d samples with %d copies each", smk.wildcards.shard, len(ids), len(manifest), copies
+    )
 
 
 run_rule(main, snakemake)  # noqa: F821 - injected by Snakemake

@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 
-from segcore.canonical import read_manifest
+from segcore.augment.weight_maps import class_pixel_counts, class_weights_from_counts
+from segcore.data.canonical import read_manifest
 from segcore.io import read_tiff, write_table
 from segcore.rule_runner import log, run_rule
-from segcore.weights import class_pixel_counts, class_weights_from_counts
 
 
 def main(smk) -> None:

@@ -7,8 +7,8 @@ archive member) keeps nothing and the error message names the URL or file.
 
 from pathlib import Path
 
-from segcore.archives import TAR_SUFFIXES, ZIP_SUFFIXES, extract_archive
-from segcore.download import download_files
+from segcore.data.archives import TAR_SUFFIXES, ZIP_SUFFIXES, extract_archive
+from segcore.data.download import download_files
 from segcore.io import InputError, atomic_dir
 from segcore.rule_runner import log, run_rule
 

@@ -1,6 +1,6 @@
 """Rule evaluate: per-image metrics and the summed confusion matrix of one shard of the test predictions.
 
-The shard's test ids are :func:`segcore.shards.shard_ids` of the split's test ids, the same ids rule predict
+The shard's test ids are :func:`segcore.data.shards.shard_ids` of the split's test ids, the same ids rule predict
 wrote into this shard's folder. The confusion matrix (rows truth, columns prediction, pixel counts) is the
 exact sum over the shard's images, so summing the shards' matrices gives the pooled matrix of the whole test
 set; rule merge_metrics does that.
@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from segcore.canonical import read_sample
+from segcore.confusion import confusion_matrix
+from segcore.data.canonical import read_sample
+from segcore.data.shards import shard_ids
+from segcore.data.split import ids_of
+from segcore.evaluate.metrics import image_metrics, metric_names
 from segcore.io import InputError, read_table, read_tiff, write_table
-from segcore.metrics import confusion_matrix, image_metrics, metric_names
 from segcore.rule_runner import log, run_rule
-from segcore.shards import shard_ids
-from segcore.split import ids_of
 
 
 def confusion_table(cm: np.ndarray, class_names: list[str]) -> pd.DataFrame:

@@ -1,8 +1,8 @@
 """Rule generate_shapes: the embedded default dataset, generated from the seed into the canonical folder."""
 
-from segcore.canonical import write_canonical
+from segcore.data.canonical import write_canonical
+from segcore.data.shapes import generate_sample
 from segcore.rule_runner import log, run_rule
-from segcore.shapes import generate_sample
 
 
 def main(smk) -> None:

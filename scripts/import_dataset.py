@@ -6,7 +6,7 @@ directory (source ``folder``). Any bad file stops the rule with one line naming 
 
 from pathlib import Path
 
-from segcore.importers import import_dataset
+from segcore.data.importers import import_dataset
 from segcore.rule_runner import log, run_rule
 
 

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from segcore.canonical import read_sample
+from segcore.data.canonical import read_sample
+from segcore.evaluate.metrics import best_and_worst, metric_names
 from segcore.io import atomic_path, read_table, read_tiff
-from segcore.metrics import best_and_worst, metric_names
-from segcore.report import ExampleImage, ExperimentSection, render_report
+from segcore.predict.visual import colourise, to_display_rgb
+from segcore.report.html import ExampleImage, ExperimentSection, render_report
 from segcore.rule_runner import log, run_rule
-from segcore.visual import colourise, plot_history, to_display_rgb
+from segcore.train.curves import plot_history
 
 HEADLINE_METRICS = ["pixel_accuracy", "mean_fg_dice", "mean_fg_iou", "tgs_map", "object_f1", "rand_error", "hd95"]
 NOTES = [
@@ -28,13 +29,23 @@ NOTES = [
 ]
 
 
-def examples(data_dir: str, predictions: dict, ids: list[str], per_image: pd.DataFrame, num_classes: int) -> list[ExampleImage]:
+def examples(
+    data_dir: str, predictions: dict, ids: list[str], per_image: pd.DataFrame, num_classes: int
+) -> list[ExampleImage]:
     scores = per_image.set_index("id")["mean_fg_dice"]
     shown = []
     for sample_id in ids:
         sample = read_sample(data_dir, sample_id)
         prediction = read_tiff(predictions[sample_id])
-        shown.append(ExampleImage(sample_id, f"{sample_id}: mean foreground Dice {scores[sample_id]:.4f}", to_display_rgb(sample.image), colourise(sample.mask, num_classes), colourise(prediction, num_classes)))
+        shown.append(
+            ExampleImage(
+                sample_id,
+                f"{sample_id}: mean foreground Dice {scores[sample_id]:.4f}",
+                to_display_rgb(sample.image),
+                colourise(sample.mask, num_classes),
+                colourise(prediction, num_classes),
+            )
+        )
     return shown
 
 

@@ -7,10 +7,10 @@ the exact sum of the shards' integer matrices. Every test id of the split must a
 import numpy as np
 import pandas as pd
 
+from segcore.data.split import ids_of
+from segcore.evaluate.metrics import summarise
 from segcore.io import InputError, read_table, write_table
-from segcore.metrics import summarise
 from segcore.rule_runner import log, run_rule
-from segcore.split import ids_of
 
 
 def read_confusion(path: str, class_names: list[str]) -> np.ndarray:
@@ -46,7 +46,13 @@ def main(smk) -> None:
     write_table(smk.output.per_image, per_image)
     write_table(smk.output.summary, summary)
     mean_fg = summary.set_index("metric").loc["mean_fg_dice"]
-    log.info("%d test images from %d shards: mean foreground Dice %.4f per image, %.4f pooled", len(per_image), len(smk.input.per_image), mean_fg["per_image_mean"], mean_fg["pooled"])
+    log.info(
+        "%d test images from %d shards: mean foreground Dice %.4f per image, %.4f pooled",
+        len(per_image),
+        len(smk.input.per_image),
+        mean_fg["per_image_mean"],
+        mean_fg["pooled"],
+    )
 
 
 run_rule(main, snakemake)  # noqa: F821 - injected by Snakemake

@@ -3,17 +3,17 @@
 
 import torch
 
-from segcore.canonical import read_sample
+from segcore.compute import select_device, usable_threads
+from segcore.data.canonical import read_sample
+from segcore.data.normalise import image_to_float
+from segcore.data.shards import shard_ids
+from segcore.data.split import ids_of
 from segcore.io import atomic_dir, read_table, write_png, write_tiff
-from segcore.model_io import inference_tile_size, load_model
-from segcore.models import prepare_for_inference
-from segcore.rule_runner import log, run_rule, usable_threads
-from segcore.shards import shard_ids
-from segcore.split import ids_of
-from segcore.tiling import class_mask, predict_probabilities
-from segcore.training import select_device
-from segcore.trainset import image_to_float
-from segcore.visual import colourise, overlay
+from segcore.model.model_file import inference_tile_size, load_model
+from segcore.model.overlap_tile import class_mask, predict_probabilities
+from segcore.model.unet import prepare_for_inference
+from segcore.predict.visual import colourise, overlay
+from segcore.rule_runner import log, run_rule
 
 
 def main(smk) -> None:

@@ -5,10 +5,8 @@ coverage strata), ``group_by_group`` with optional ``group_pattern`` (groups kep
 existing table used instead of drawing one).
 """
 
-from segcore.canonical import read_manifest
-from segcore.io import InputError, write_table
-from segcore.rule_runner import log, run_rule
-from segcore.split import (
+from segcore.data.canonical import read_manifest
+from segcore.data.split import (
     SUBSETS,
     check_groups,
     groups_from_pattern,
@@ -17,6 +15,8 @@ from segcore.split import (
     split_units,
     subset_sizes,
 )
+from segcore.io import InputError, write_table
+from segcore.rule_runner import log, run_rule
 
 
 def sample_groups(manifest, settings) -> list[str] | None:
@@ -44,9 +44,7 @@ def main(smk) -> None:
             check_groups(table, dict(zip(manifest["id"], groups)), smk.input.table)
         log.info("using the split table %s", smk.input.table)
     else:
-        sizes = subset_sizes(
-            len(manifest), settings["method"], settings.get("counts"), settings.get("ratios")
-        )
+        sizes = subset_sizes(len(manifest), settings["method"], settings.get("counts"), settings.get("ratios"))
         stratify_bins = settings.get("stratify_bins", 0)
         if stratify_bins > 1 or groups is not None:
             table = split_units(

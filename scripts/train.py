@@ -15,16 +15,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from segcore.checkpoint import ResumeFile, array_digest, fingerprint, remove_state
+from segcore.compute import select_device, usable_threads
+from segcore.data.split import ids_of
 from segcore.io import atomic_path, read_table, write_table
-from segcore.losses import build_loss
-from segcore.model_io import inference_tile_size, save_model
-from segcore.models import build_model, count_parameters, valid_input_size
-from segcore.rule_runner import log, run_rule, usable_threads
-from segcore.split import ids_of
-from segcore.training import Hardware, TrainSettings, choose_hardware, fit, select_device
-from segcore.trainset import BatchSampler, LabelledImages, load_labelled_images
-from segcore.visual import plot_history
+from segcore.model.model_file import inference_tile_size, save_model
+from segcore.model.unet import build_model, count_parameters, valid_input_size
+from segcore.rule_runner import log, run_rule
+from segcore.train.checkpoint import ResumeFile, array_digest, fingerprint, remove_state
+from segcore.train.curves import plot_history
+from segcore.train.data import BatchSampler, LabelledImages, load_labelled_images
+from segcore.train.loop import Hardware, TrainSettings, choose_hardware, fit
+from segcore.train.losses import build_loss
 
 
 def data_digest(data: LabelledImages) -> str:
@@ -82,17 +83,29 @@ def main(smk) -> None:
     # Training batches share one shape (all but the last), so cuDNN's per-shape kernel search pays off;
     # CUDA results are not bit-reproducible anyway, CPU ones are, and this setting does not touch them.
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    log.info("device: %s (%s), torch %s, %d threads", device, device_name(device), torch.__version__, torch.get_num_threads())
+    log.info(
+        "device: %s (%s), torch %s, %d threads", device, device_name(device), torch.__version__, torch.get_num_threads()
+    )
 
     ids = None if experiment["augmentation"] else ids_of(read_table(smk.input.split), "train")
     weight_dirs = smk.input.weights if experiment["weight_maps"] else None
     train_data = load_labelled_images(smk.input.samples, ids=ids, weight_dirs=weight_dirs)
     val_data = load_labelled_images([smk.input.data], ids=ids_of(read_table(smk.input.split), "val"))
     class_names = list(smk.params.class_names)
-    log.info("training on %d samples (%s), validating on %d images", len(train_data), "augmented" if experiment["augmentation"] else "originals only", len(val_data))
+    log.info(
+        "training on %d samples (%s), validating on %d images",
+        len(train_data),
+        "augmented" if experiment["augmentation"] else "originals only",
+        len(val_data),
+    )
 
     torch.manual_seed(seed)
-    model = build_model(experiment["model"], train_data.channels, len(class_names), where=f"experiments.{smk.wildcards.experiment}.model")
+    model = build_model(
+        experiment["model"],
+        train_data.channels,
+        len(class_names),
+        where=f"experiments.{smk.wildcards.experiment}.model",
+    )
     loss_function = build_loss(experiment["loss"], where=f"experiments.{smk.wildcards.experiment}.loss")
     patch_size = training.pop("patch_size")
     if model.margin:
@@ -100,13 +113,26 @@ def main(smk) -> None:
         # output covers the requested patch (or the whole image); images are mirror-padded up to it.
         wanted = patch_size or max(train_data.masks[0].shape)
         patch_size = valid_input_size(wanted, model.depth)
-        log.info("valid padding: training patches of %d px give %d px outputs", patch_size, model.output_size(patch_size))
+        log.info(
+            "valid padding: training patches of %d px give %d px outputs", patch_size, model.output_size(patch_size)
+        )
     sampler = BatchSampler(train_data, training["batch_size"], patch_size)
     sample_side = patch_size or train_data.masks[0].shape[0]
     hardware = choose_hardware(device, sample_side * sample_side)
     tile_size = inference_tile_size(model, smk.params.tile_size, val_data.masks[0].shape)
-    log.info("model %s: %d parameters, channels_last=%s, autocast=%s", experiment["model"]["name"], count_parameters(model), hardware.channels_last, hardware.autocast_dtype)
-    run_parts |= {"class_names": class_names, "validation_tile_size": tile_size, "train_data": data_digest(train_data), "val_data": data_digest(val_data)}
+    log.info(
+        "model %s: %d parameters, channels_last=%s, autocast=%s",
+        experiment["model"]["name"],
+        count_parameters(model),
+        hardware.channels_last,
+        hardware.autocast_dtype,
+    )
+    run_parts |= {
+        "class_names": class_names,
+        "validation_tile_size": tile_size,
+        "train_data": data_digest(train_data),
+        "val_data": data_digest(val_data),
+    }
     resume = ResumeFile(Path(smk.params.resume_state), fingerprint(run_parts))
 
     started = time.perf_counter()
@@ -141,7 +167,13 @@ def main(smk) -> None:
     with atomic_path(smk.output.facts, ".json") as tmp:
         tmp.write_text(json.dumps(facts, indent=2) + "\n")
     remove_state(resume.path)
-    log.info("done in %.1f s; best epoch %d (val_loss %.4f, val_dice %.4f)", seconds, facts["best_epoch"], facts["best_val_loss"], facts["best_val_dice"])
+    log.info(
+        "done in %.1f s; best epoch %d (val_loss %.4f, val_dice %.4f)",
+        seconds,
+        facts["best_epoch"],
+        facts["best_val_loss"],
+        facts["best_val_dice"],
+    )
 
 
 run_rule(main, snakemake)  # noqa: F821 - injected by Snakemake

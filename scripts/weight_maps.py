@@ -1,9 +1,9 @@
 """Rule weight_maps: the U-Net pixel weight map of every training sample of one shard."""
 
-from segcore.canonical import read_manifest, read_sample
+from segcore.augment.weight_maps import weight_map
+from segcore.data.canonical import read_manifest, read_sample
 from segcore.io import atomic_dir, read_table, write_tiff
 from segcore.rule_runner import log, run_rule
-from segcore.weights import weight_map
 
 
 def main(smk) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -11,15 +10,6 @@ from typing import Any
 from segcore.io import InputError
 
 log = logging.getLogger("segcore")
-
-
-def usable_threads(requested: int) -> int:
-    """``requested`` capped at the CPUs this process may run on.
-
-    ``snakemake --cores 8`` on a 2-core machine hands a rule 8 threads; running torch with more threads than
-    cores makes every step several times slower.
-    """
-    return max(1, min(int(requested), len(os.sched_getaffinity(0))))
 
 
 def run_rule(main: Callable[[Any], None], smk: Any) -> None:

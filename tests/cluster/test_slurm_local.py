@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator, NoReturn
+from typing import NoReturn
 
 import pytest
 
@@ -82,9 +83,7 @@ def slurm_cluster() -> Iterator[None]:
         if start.returncode == SLURM_LOCAL_UNSUPPORTED:
             _cluster_unavailable(f"cluster/slurm-local.sh cannot run here:\n{start.stderr[-2000:]}")
         elif start.returncode != 0:
-            pytest.fail(
-                f"cluster/slurm-local.sh start failed (exit {start.returncode}):\n{start.stderr[-4000:]}"
-            )
+            pytest.fail(f"cluster/slurm-local.sh start failed (exit {start.returncode}):\n{start.stderr[-4000:]}")
     yield
     if not already_up:
         subprocess.run([str(SLURM_LOCAL), "stop"], capture_output=True, timeout=120)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from segcore.archives import extract_archive
+from segcore.data.archives import extract_archive
 from segcore.io import InputError
 
 GOOD_FILES = {"data/a.txt": b"alpha", "data/sub/b.bin": bytes(range(256)), "top.txt": b"top"}
@@ -76,8 +76,11 @@ def test_an_existing_target_is_replaced_whole(tmp_path):
 
 
 def test_links_inside_the_target_are_kept_as_links(tmp_path):
-    entries = [("data/a.txt", b"alpha"), link_info("data/alias", "a.txt"),
-               link_info("hard", "data/a.txt", tarfile.LNKTYPE)]
+    entries = [
+        ("data/a.txt", b"alpha"),
+        link_info("data/alias", "a.txt"),
+        link_info("hard", "data/a.txt", tarfile.LNKTYPE),
+    ]
     archive = tar_with(tmp_path / "links.tar", entries)
     target = tmp_path / "out"
     extract_archive(archive, target)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from segcore.augment import AugmentSettings, augment_sample
-from segcore.canonical import Sample
-from segcore.shapes import generate_sample
+from segcore.augment.transforms import AugmentSettings, augment_sample
+from segcore.data.canonical import Sample
+from segcore.data.shapes import generate_sample
 
 
 def label_coded_sample() -> Sample:
@@ -47,7 +47,7 @@ def test_cubic_image_agrees_with_nearest_masks_away_from_edges():
     out = augment_sample(sample, 4, 1, AugmentSettings())
     expected = 60.0 * out.mask + 20
     # Cubic splines ring for a few pixels beside a step; 6 px from any label edge they have settled.
-    edges = (ndimage.maximum_filter(out.mask, 3) != ndimage.minimum_filter(out.mask, 3))
+    edges = ndimage.maximum_filter(out.mask, 3) != ndimage.minimum_filter(out.mask, 3)
     interior = ndimage.distance_transform_edt(~edges) >= 6
     assert interior.sum() > 0.3 * out.mask.size
     assert np.max(np.abs(out.image[..., 0][interior] - expected[interior])) <= 1

@@ -1,4 +1,4 @@
-"""Tests for segcore.checkpoint (resumable state files) and the resume path of segcore.training.fit.
+"""Tests for segcore.train.checkpoint (resumable state files) and the resume path of segcore.train.loop.fit.
 
 References: hashlib on hand-written canonical JSON, torch.load on the files written, and an uninterrupted
 training run compared bit for bit with one interrupted and resumed from its state file.
@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from segcore.checkpoint import (
+from segcore.io import InputError
+from segcore.model.model_file import save_torch
+from segcore.model.unet import build_model
+from segcore.train.checkpoint import (
     ResumeFile,
     array_digest,
     differing_parts,
@@ -24,14 +27,12 @@ from segcore.checkpoint import (
     load_state,
     remove_state,
     save_state,
-    save_torch,
 )
-from segcore.io import InputError
-from segcore.losses import build_loss
-from segcore.models import build_model
-from segcore.training import Hardware, TrainSettings, choose_hardware, fit
-from segcore.trainset import BatchSampler, LabelledImages
+from segcore.train.data import BatchSampler, LabelledImages
+from segcore.train.loop import Hardware, TrainSettings, choose_hardware, fit
+from segcore.train.losses import build_loss
 
+CPU_HARDWARE = Hardware(torch.device("cpu"), channels_last=True)
 RUN = {"experiment": {"model": {"name": "unet"}}, "seed": 3}
 
 
@@ -181,7 +182,7 @@ def train_tiny(
     val: LabelledImages,
     settings: TrainSettings,
     resume: ResumeFile | None,
-    hardware: Hardware = Hardware(torch.device("cpu"), channels_last=True),
+    hardware: Hardware = CPU_HARDWARE,
 ):
     torch.manual_seed(settings.seed)
     model = build_model({"name": "unet", "widths": [4, 8], "batchnorm": True, "dropout": 0.2}, 3, 2)

@@ -9,9 +9,9 @@ import pytest
 from helpers_http import FileServer
 from skimage import io as skio
 
-from segcore.canonical import read_manifest, read_sample
-from segcore.download import download_file, download_files, join_url, parse_sha256sums
-from segcore.importers import import_dataset
+from segcore.data.canonical import read_manifest, read_sample
+from segcore.data.download import download_file, download_files, join_url, parse_sha256sums
+from segcore.data.importers import import_dataset
 from segcore.io import InputError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -110,8 +110,9 @@ def test_download_all_60_and_import_with_value_table(zhixuhao, tmp_path):
     routes, checksums = zhixuhao
     with FileServer(routes) as server:
         paths = download_files(server.base_url + "/", checksums, tmp_path / "raw", **FAST)
-    assert len(paths) == 60 and all(sha256_bytes(p.read_bytes()) == checksums[
-        p.relative_to(tmp_path / "raw").as_posix()] for p in paths)
+    assert len(paths) == 60 and all(
+        sha256_bytes(p.read_bytes()) == checksums[p.relative_to(tmp_path / "raw").as_posix()] for p in paths
+    )
     source = {
         "format": "folder",
         "images": f"{LAYOUT}/image",
@@ -174,8 +175,14 @@ def test_a_stalled_body_times_out_and_is_retried(zhixuhao, tmp_path):
     relative = f"{LAYOUT}/image/1.png"
     with FileServer(routes, mode="stall") as server:
         with pytest.raises(InputError, match="after 2 attempts; last error: .*timed out"):
-            download_file(server.url("/" + relative), tmp_path / "1.png", checksums[relative],
-                          retries=1, backoff_s=0.01, timeout_s=0.3)
+            download_file(
+                server.url("/" + relative),
+                tmp_path / "1.png",
+                checksums[relative],
+                retries=1,
+                backoff_s=0.01,
+                timeout_s=0.3,
+            )
         assert server.requests["/" + relative] == 2
     assert leftovers(tmp_path) == []
 

@@ -9,10 +9,10 @@ from scipy import ndimage
 from skimage import draw
 from skimage import io as skio
 
-from segcore.canonical import read_manifest, read_sample
-from segcore.importers import import_dataset, import_folder, import_tiff_stacks
+from segcore.data.canonical import read_manifest, read_sample
+from segcore.data.importers import import_dataset, import_folder, import_tiff_stacks
+from segcore.data.mask_encodings import parse_encoding
 from segcore.io import InputError
-from segcore.mask_encodings import parse_encoding
 
 ISBI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "isbi2012"
 ISBI_ENCODING = {"type": "value_table", "values": {0: 0, 255: 1}}
@@ -51,8 +51,12 @@ def same_partition(first: np.ndarray, second: np.ndarray) -> bool:
 
 
 def test_isbi_tiff_stacks_match_the_png_export_and_scipy_components(isbi, tmp_path):
-    source = {"format": "tiff_stack", "images": "train-volume.tif", "masks": "train-labels.tif",
-              "encoding": ISBI_ENCODING}
+    source = {
+        "format": "tiff_stack",
+        "images": "train-volume.tif",
+        "masks": "train-labels.tif",
+        "encoding": ISBI_ENCODING,
+    }
     manifest = import_dataset(source, isbi, tmp_path / "canonical", ["membrane", "cell"])
     assert list(manifest["id"]) == [str(n) for n in range(30)]  # page index, not zero-padded
     assert (manifest[["height", "width"]] == 512).all().all()
@@ -71,9 +75,7 @@ def test_tiff_stacks_with_different_page_counts_name_both(isbi, tmp_path):
     short_labels = tmp_path / "labels.tif"
     tifffile.imwrite(short_labels, np.zeros((29, 512, 512), dtype=np.uint8))
     with pytest.raises(InputError) as error:
-        import_tiff_stacks(
-            isbi / "train-volume.tif", short_labels, encoding=parse_encoding(ISBI_ENCODING, 2)
-        )
+        import_tiff_stacks(isbi / "train-volume.tif", short_labels, encoding=parse_encoding(ISBI_ENCODING, 2))
     assert f"{isbi / 'train-volume.tif'} has 30 pages" in str(error.value)
     assert f"{short_labels} has 29 pages" in str(error.value)
 
@@ -120,14 +122,20 @@ def test_shared_folder_subfolder_patterns_and_natural_order(tmp_path):
     for sample_id in ("10", "2", "1"):
         png(tmp_path / "all" / f"{sample_id}.png", grey(int(sample_id)))
         png(tmp_path / "all" / f"{sample_id}_mask.png", np.zeros((6, 5), dtype=np.uint8))
-    samples = import_folder(tmp_path / "all", tmp_path / "all", "{id}.png", "{id}_mask.png",
-                            encoding=parse_encoding("classes", 2))
+    samples = import_folder(
+        tmp_path / "all", tmp_path / "all", "{id}.png", "{id}_mask.png", encoding=parse_encoding("classes", 2)
+    )
     assert [sample.id for sample in samples] == ["1", "2", "10"]
     for sample_id in ("x", "y"):
         png(tmp_path / "nested" / sample_id / "image.png", grey(3))
         png(tmp_path / "nested" / sample_id / "mask.png", np.ones((6, 5), dtype=np.uint8))
-    nested = import_folder(tmp_path / "nested", tmp_path / "nested", "{id}/image.png", "{id}/mask.png",
-                           encoding=parse_encoding("classes", 2))
+    nested = import_folder(
+        tmp_path / "nested",
+        tmp_path / "nested",
+        "{id}/image.png",
+        "{id}/mask.png",
+        encoding=parse_encoding("classes", 2),
+    )
     assert [sample.id for sample in nested] == ["x", "y"]
 
 
@@ -171,8 +179,13 @@ def test_mask_without_image(tmp_path):
 def test_image_and_mask_sizes_differ(tmp_path):
     source = binary_dataset(tmp_path / "d")
     png(tmp_path / "d" / "masks" / "b.png", np.zeros((7, 5), dtype=np.uint8))
-    expect_import_error(tmp_path, source, tmp_path / "d", f"{tmp_path / 'd/masks/b.png'} is 5x7",
-                        f"{tmp_path / 'd/images/b.png'} is 5x6")
+    expect_import_error(
+        tmp_path,
+        source,
+        tmp_path / "d",
+        f"{tmp_path / 'd/masks/b.png'} is 5x7",
+        f"{tmp_path / 'd/images/b.png'} is 5x6",
+    )
 
 
 def test_unreadable_file(tmp_path):
@@ -200,8 +213,13 @@ def test_colour_not_in_colour_table(tmp_path):
     colour_mask[3, 4] = (0, 200, 0)
     png(tmp_path / "d" / "masks" / "a.png", colour_mask)
     source["encoding"] = {"type": "colour_table", "colours": {"#000000": 0, "#ff0000": 1}}
-    expect_import_error(tmp_path, source, tmp_path / "d", str(tmp_path / "d/masks/a.png"),
-                        "colour (0, 200, 0) at pixel (row 3, column 4)")
+    expect_import_error(
+        tmp_path,
+        source,
+        tmp_path / "d",
+        str(tmp_path / "d/masks/a.png"),
+        "colour (0, 200, 0) at pixel (row 3, column 4)",
+    )
 
 
 def test_empty_folder(tmp_path):
@@ -215,8 +233,14 @@ def test_duplicate_ids(tmp_path):
     source = binary_dataset(tmp_path / "d")
     tifffile.imwrite(tmp_path / "d" / "images" / "a.tif", grey(0))
     source["image_pattern"] = "{id}.*"
-    expect_import_error(tmp_path, source, tmp_path / "d", str(tmp_path / "d/images/a.png"),
-                        str(tmp_path / "d/images/a.tif"), "both have id 'a'")
+    expect_import_error(
+        tmp_path,
+        source,
+        tmp_path / "d",
+        str(tmp_path / "d/images/a.png"),
+        str(tmp_path / "d/images/a.tif"),
+        "both have id 'a'",
+    )
 
 
 def test_missing_folder_and_bad_config_keys(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for segcore.losses and segcore.loss_terms against torch.nn.functional, sklearn and hand values."""
+"""Tests for segcore.train.losses and segcore.train.loss_terms against torch.nn.functional, sklearn and hand values."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sklearn.metrics import f1_score
 
 from segcore.io import InputError
-from segcore.losses import build_loss, center_crop, normalised_weights
+from segcore.train.losses import build_loss, center_crop, normalised_weights
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -23,9 +23,7 @@ def _single_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _batch(
-    num_classes: int = 3, size: int = 6, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _batch(num_classes: int = 3, size: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random logits (2, K, size, size), targets (2, size, size) and positive weights (2, size, size)."""
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(2, num_classes, size, size, generator=generator) * 3
@@ -46,9 +44,7 @@ def test_weighted_ce_is_normalised_weighted_mean_of_pixel_ce() -> None:
     pixel_ce = F.cross_entropy(logits, target, reduction="none")
     expected = (weights * pixel_ce).sum() / weights.sum()
     torch.testing.assert_close(build_loss({"name": "weighted_ce"})(logits, target, weights), expected)
-    torch.testing.assert_close(
-        build_loss({"name": "ce", "pixel_weights": True})(logits, target, weights), expected
-    )
+    torch.testing.assert_close(build_loss({"name": "ce", "pixel_weights": True})(logits, target, weights), expected)
 
 
 def test_weighted_ce_with_class_weight_map_equals_torch_class_weights() -> None:

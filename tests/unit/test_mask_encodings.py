@@ -5,13 +5,13 @@ import re
 import numpy as np
 import pytest
 
-from segcore.io import InputError
-from segcore.mask_encodings import (
+from segcore.data.mask_encodings import (
     encode_mask,
     instances_from_classes,
     instances_from_image,
     parse_encoding,
 )
+from segcore.io import InputError
 
 ISBI = {"type": "value_table", "values": {0: 0, 255: 1}}
 
@@ -55,9 +55,7 @@ def test_binary_encoding_with_and_without_threshold():
 
 
 def test_colour_table_with_every_key_form_and_alpha_ignored():
-    encoding = parse_encoding(
-        {"type": "colour_table", "colours": {"#000000": 0, "255,0,0": 1, (0, 0, 255): 2}}, 3
-    )
+    encoding = parse_encoding({"type": "colour_table", "colours": {"#000000": 0, "255,0,0": 1, (0, 0, 255): 2}}, 3)
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
     rgba[0, 1, :3] = (255, 0, 0)
     rgba[1, 0, :3] = (0, 0, 255)

@@ -7,18 +7,15 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from segcore.metrics import (
-    best_and_worst,
+from segcore.confusion import (
     confusion_matrix,
     dice_per_class,
-    image_metrics,
     iou_per_class,
-    metric_names,
     pixel_accuracy,
     precision_per_class,
     recall_per_class,
-    summarise,
 )
+from segcore.evaluate.metrics import best_and_worst, image_metrics, metric_names, summarise
 
 # The 4x4 hand example. Confusion matrix worked out pixel by pixel (rows truth, columns prediction):
 #   [[6, 1, 0],

@@ -1,4 +1,4 @@
-"""Tests for segcore.models, segcore.model_spec and segcore.unet_blocks.
+"""Tests for segcore.model.unet, segcore.model.spec and segcore.model.blocks.
 
 Expected sizes and parameter counts are worked out by hand in the tests (the paper's Fig. 1 arithmetic); the
 572x572 network is checked on torch's meta device, which propagates shapes without computing anything.
@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcore.io import InputError
-from segcore.model_spec import UNetConfig
-from segcore.models import (
+from segcore.model.blocks import center_crop, make_upsampler
+from segcore.model.spec import UNetConfig
+from segcore.model.unet import (
     build_model,
     count_parameters,
     output_size,
@@ -24,7 +25,6 @@ from segcore.models import (
     valid_input_size,
     valid_output_size,
 )
-from segcore.unet_blocks import center_crop, make_upsampler
 
 TINY = {"name": "unet", "widths": [4, 8, 16]}
 

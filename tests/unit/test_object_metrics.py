@@ -7,7 +7,7 @@ from skimage.measure import label
 from skimage.metrics import adapted_rand_error
 from skimage.segmentation import find_boundaries
 
-from segcore.object_metrics import (
+from segcore.evaluate.object_metrics import (
     TGS_IOU_THRESHOLDS,
     hausdorff95,
     hausdorff_distance,
@@ -244,9 +244,7 @@ def test_hausdorff_max_matches_directed_hausdorff(seed):
     truth, pred = padded_blobs(seed), padded_blobs(seed + 20)
     truth_points = np.argwhere(find_boundaries(truth, connectivity=1, mode="inner"))
     pred_points = np.argwhere(find_boundaries(pred, connectivity=1, mode="inner"))
-    expected = max(
-        directed_hausdorff(truth_points, pred_points)[0], directed_hausdorff(pred_points, truth_points)[0]
-    )
+    expected = max(directed_hausdorff(truth_points, pred_points)[0], directed_hausdorff(pred_points, truth_points)[0])
     assert hausdorff_distance(truth, pred, percentile=100.0) == pytest.approx(expected)
 
 

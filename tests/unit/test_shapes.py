@@ -4,8 +4,8 @@ import hashlib
 
 import numpy as np
 
-from segcore.canonical import write_canonical
-from segcore.shapes import CLASS_NAMES, generate_sample
+from segcore.data.canonical import write_canonical
+from segcore.data.shapes import CLASS_NAMES, generate_sample
 
 
 def folder_digest(folder):

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from segcore.data.split import SUBSETS, check_split, ids_of, split_ids, subset_sizes
 from segcore.io import InputError
-from segcore.split import SUBSETS, check_split, ids_of, split_ids, subset_sizes
 
 IDS = [f"{i:04d}" for i in range(1000)]
 

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segcore.io import InputError
-from segcore.split import (
+from segcore.data.split import (
     check_groups,
     coverage_bins,
     groups_from_pattern,
@@ -15,6 +14,7 @@ from segcore.split import (
     load_split_table,
     split_units,
 )
+from segcore.io import InputError
 
 SEEDS = [0, 1, 7, 42]
 
@@ -98,9 +98,7 @@ def test_stratified_groups_keep_groups_whole():
     ids = [f"p{p}_{k}" for p in range(8) for k in range(3)]
     groups = [f"p{p}" for p in range(8) for _ in range(3)]
     fractions = [p / 8 for p in range(8) for _ in range(3)]
-    table = split_units(
-        ids, {"train": 12, "val": 6, "test": 6}, 1, fractions=fractions, stratify_bins=2, groups=groups
-    )
+    table = split_units(ids, {"train": 12, "val": 6, "test": 6}, 1, fractions=fractions, stratify_bins=2, groups=groups)
     assert (table.groupby("group")["subset"].nunique() == 1).all()
     assert (
         table.groupby("group")["stratum"].first()
@@ -114,9 +112,7 @@ def test_groups_too_large_for_a_subset_stop_with_the_config_key():
     # deficit), the 2 fits train and test with equal deficits and goes to train: test would stay empty.
     ids = [f"a{k}" for k in range(4)] + [f"b{k}" for k in range(4)] + ["c0", "c1"]
     groups = ["a"] * 4 + ["b"] * 4 + ["c"] * 2
-    with pytest.raises(
-        InputError, match=r"config key split: the groups are too large to give the test subset"
-    ):
+    with pytest.raises(InputError, match=r"config key split: the groups are too large to give the test subset"):
         split_units(ids, {"train": 6, "val": 2, "test": 2}, 0, groups=groups)
 
 

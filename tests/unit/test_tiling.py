@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from segcore.tiling import (
+from segcore.model.overlap_tile import (
     axis_tiling,
     blend_weights,
     predict_class_mask,
@@ -19,7 +19,7 @@ from segcore.tiling import (
     reflect_indices,
     tile_starts,
 )
-from segcore.tta import tta_transforms
+from segcore.model.tta import tta_transforms
 
 CHANNELS = 3
 CLASSES = 3
@@ -31,8 +31,10 @@ SAME_RADIUS = 2  # two padded 3x3 convolutions: each output pixel sees +-2 pixel
 def _valid_net() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(CHANNELS, 6, 3), torch.nn.ReLU(),
-        torch.nn.Conv2d(6, 6, 3), torch.nn.ReLU(),
+        torch.nn.Conv2d(CHANNELS, 6, 3),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 6, 3),
+        torch.nn.ReLU(),
         torch.nn.Conv2d(6, CLASSES, 3),
     ).eval()
 
@@ -40,7 +42,8 @@ def _valid_net() -> torch.nn.Module:
 def _same_net() -> torch.nn.Module:
     torch.manual_seed(1)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(CHANNELS, 6, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(CHANNELS, 6, 3, padding=1),
+        torch.nn.ReLU(),
         torch.nn.Conv2d(6, CLASSES, 3, padding=1),
     ).eval()
 
@@ -139,8 +142,15 @@ def test_valid_net_tiles_equal_one_pass_on_the_mirror_padded_image(height, width
     m = VALID_MARGIN
     expected = _whole_image_softmax(model, _mirror_pad(image, m, m, m, m))
     result = predict_probabilities(
-        model, image, num_classes=CLASSES, tile_size=TILE, margin=m, overlap=overlap, blend=blend,
-        batch_size=batch_size, device="cpu",
+        model,
+        image,
+        num_classes=CLASSES,
+        tile_size=TILE,
+        margin=m,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        device="cpu",
     )
     assert result.dtype == np.float32 and result.shape == (CLASSES, height, width)
     np.testing.assert_allclose(result, expected, atol=1e-5)
@@ -285,8 +295,10 @@ def test_inconsistent_arguments_are_rejected(options, message):
 
 def test_training_mode_model_and_bad_image_are_rejected():
     with pytest.raises(ValueError, match="eval mode"):
-        predict_probabilities(_valid_net().train(), _image(40, 40), num_classes=CLASSES, tile_size=TILE,
-                              margin=3, device="cpu")
+        predict_probabilities(
+            _valid_net().train(), _image(40, 40), num_classes=CLASSES, tile_size=TILE, margin=3, device="cpu"
+        )
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
-        predict_probabilities(_valid_net(), np.zeros((40, 40), np.float32), num_classes=CLASSES,
-                              tile_size=TILE, margin=3, device="cpu")
+        predict_probabilities(
+            _valid_net(), np.zeros((40, 40), np.float32), num_classes=CLASSES, tile_size=TILE, margin=3, device="cpu"
+        )

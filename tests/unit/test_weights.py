@@ -1,4 +1,4 @@
-"""Tests for segcore.weights: class weights and the U-Net border term (Ronneberger et al. 2015, eq. 2).
+"""Tests for segcore.augment.weight_maps: class weights and the U-Net border term (Ronneberger et al. 2015, eq. 2).
 
 References are hand-computed numbers and a brute-force distance computation with scipy.spatial's cdist;
 the fast border method is checked against the full-image reference, which is itself checked against both.
@@ -15,7 +15,7 @@ from scipy.spatial.distance import cdist
 from skimage.draw import disk
 from skimage.segmentation import find_boundaries
 
-from segcore.weights import (
+from segcore.augment.weight_maps import (
     border_weights,
     border_weights_reference,
     class_pixel_counts,
@@ -81,9 +81,7 @@ def disk_instances(shape: tuple[int, int], count: int, rng: np.random.Generator)
 def brute_force_border_term(instances: np.ndarray, w0: float, sigma: float) -> np.ndarray:
     """eq. 2 border term from explicit pixel-to-pixel distances (cdist), for small images only."""
     pixels = np.argwhere(np.ones(instances.shape, dtype=bool))
-    per_instance = [
-        cdist(pixels, np.argwhere(instances == i)).min(axis=1) for i in np.unique(instances) if i != 0
-    ]
+    per_instance = [cdist(pixels, np.argwhere(instances == i)).min(axis=1) for i in np.unique(instances) if i != 0]
     two_smallest = np.sort(np.stack(per_instance), axis=0)[:2]
     term = w0 * np.exp(-((two_smallest[0] + two_smallest[1]) ** 2) / (2 * sigma**2))
     return term.reshape(instances.shape)

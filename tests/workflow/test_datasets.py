@@ -128,9 +128,7 @@ def test_isbi_slices_are_imported_with_cells_as_class_1(isbi_run):
     assert (manifest[["height", "width", "channels"]] == [512, 512, 1]).all().all()
     for n in (0, 17, 29):
         label = skio.imread(ISBI / "png" / "train" / "label" / f"{n}.png")
-        np.testing.assert_array_equal(
-            tifffile.imread(data / "masks" / f"{n}.tif"), (label == 255).astype(np.uint8)
-        )
+        np.testing.assert_array_equal(tifffile.imread(data / "masks" / f"{n}.tif"), (label == 255).astype(np.uint8))
         np.testing.assert_array_equal(
             tifffile.imread(data / "images" / f"{n}.tif"),
             skio.imread(ISBI / "png" / "train" / "image" / f"{n}.png"),
@@ -174,9 +172,7 @@ def test_a_checksum_mismatch_stops_naming_both_digests_and_keeps_nothing(isbi_ro
     body = isbi_routes[first].read_bytes()
     expected, actual = sha256(body), sha256(bytes([body[0] ^ 0xFF]) + body[1:])  # the server flips byte 0
     with FileServer(isbi_routes, mode="wrong_bytes", lifetime_s=120) as server:
-        mirror = write_yaml(
-            tmp_path / "mirror.yaml", {"dataset": {"download": {"mirror_url": server.base_url}}}
-        )
+        mirror = write_yaml(tmp_path / "mirror.yaml", {"dataset": {"download": {"mirror_url": server.base_url}}})
         result = run_workflow(tmp_path, [PRESET, mirror], "resources/isbi2012/download", timeout=120)
     assert result.returncode != 0
     assert f"{server.base_url}{first}: sha256 mismatch: expected {expected}, got {actual}" in result.stderr
@@ -228,17 +224,13 @@ def test_a_user_folder_of_0_255_masks_runs_end_to_end(tmp_path):
     manifest = pd.read_csv(results / "data" / "manifest.tsv", sep="\t", dtype={"id": str})
     assert sorted(manifest["id"]) == sorted(masks)
     for sample_id, mask in masks.items():
-        np.testing.assert_array_equal(
-            tifffile.imread(results / "data" / "masks" / f"{sample_id}.tif"), mask // 255
-        )
+        np.testing.assert_array_equal(tifffile.imread(results / "data" / "masks" / f"{sample_id}.tif"), mask // 255)
     split = pd.read_csv(results / "split.tsv", sep="\t", dtype={"id": str})
     # 6:2:2 of 12 is 7.2 : 2.4 : 2.4; the one image left after rounding down goes to val (the first of the
     # two largest remainders).
     assert split["subset"].value_counts().to_dict() == {"train": 7, "val": 3, "test": 2}
     for sample_id in split.loc[split["subset"] == "test", "id"]:
-        predicted = tifffile.imread(
-            next((results / "unet" / "predictions").glob(f"shard-*/masks/{sample_id}.tif"))
-        )
+        predicted = tifffile.imread(next((results / "unet" / "predictions").glob(f"shard-*/masks/{sample_id}.tif")))
         assert predicted.shape == masks[sample_id].shape  # whole images of their own size
     assert "mean_fg_dice" in (results / "report.html").read_text()
 
@@ -306,14 +298,11 @@ def test_a_downloaded_zip_is_unpacked_and_imported_unless_a_member_escapes(tmp_p
         assert result.returncode != 0
         assert "member '../escaped.png' escapes the extraction folder" in result.stderr
         assert [p for p in (tmp_path / "resources").rglob("*") if p.is_file()] == []
-        assert (
-            not (tmp_path / "escaped.png").exists() and not (tmp_path / "resources" / "escaped.png").exists()
-        )
+        assert not (tmp_path / "escaped.png").exists() and not (tmp_path / "resources" / "escaped.png").exists()
     else:
         assert result.returncode == 0, result.stderr[-4000:]
         assert (
-            sorted(p.name for p in (downloaded / "scans-v1" / "lab-scans" / "masks").iterdir())[0]
-            == "cell00_mask.png"
+            sorted(p.name for p in (downloaded / "scans-v1" / "lab-scans" / "masks").iterdir())[0] == "cell00_mask.png"
         )
         manifest = pd.read_csv(tmp_path / "results" / "zipped" / "data" / "manifest.tsv", sep="\t")
         assert sorted(manifest["id"]) == ["cell00", "cell01", "cell02", "cell03"]

@@ -18,10 +18,22 @@ import torch
 from tests.workflow.tiny_config import REPO_ROOT, snakemake_command, tiny_workflow_config
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from segcore.model_io import load_model  # noqa: E402
+from segcore.model.model_file import load_model  # noqa: E402
 
 pytestmark = pytest.mark.workflow
-RULES = ["generate_shapes", "split", "augment", "class_weights", "weight_maps", "train", "predict", "evaluate", "merge_metrics", "report", "all"]
+RULES = [
+    "generate_shapes",
+    "split",
+    "augment",
+    "class_weights",
+    "weight_maps",
+    "train",
+    "predict",
+    "evaluate",
+    "merge_metrics",
+    "report",
+    "all",
+]
 
 
 def run(command: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
@@ -125,7 +137,9 @@ def test_bad_config_stops_with_the_key_name(tmp_path: Path, override, message):
 
 
 def test_impossible_split_stops_naming_the_key_and_keeps_earlier_outputs(tmp_path: Path):
-    configfile = tiny_workflow_config(tmp_path, split={"method": "counts", "counts": {"train": 30, "val": 8, "test": 8}})
+    configfile = tiny_workflow_config(
+        tmp_path, split={"method": "counts", "counts": {"train": 30, "val": 8, "test": 8}}
+    )
     result = run(snakemake_command(tmp_path, configfile, "results/tiny/split.tsv"), timeout=300)
     assert result.returncode != 0
     assert "config key split.counts: asks for 46 samples (30:8:8) but the dataset has only 40" in result.stderr

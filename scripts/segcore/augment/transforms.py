@@ -1,0 +1,90 @@
+"""Offline augmentation: mirrors (imgaug) and elastic deformation on a coarse grid (elasticdeform).
+
+Every augmented copy is a pure function of ``(seed, sample id, copy index)``: its random generator is seeded
+from those three, so copies can be made in any order, in any shard, and are byte-identical on every run.
+Image and labels receive the same transform: the image is interpolated (cubic by default), class and instance
+masks use nearest-neighbour interpolation so no new label values appear.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import elasticdeform
+import numpy as np
+
+from segcore.augment.imgaug_compat import iaa
+from segcore.data.canonical import Sample
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """What an augmented copy may do. Defaults are the U-Net paper's elastic deformation."""
+
+    flips: bool = True
+    elastic: bool = True
+    elastic_points: int = 3  # control points per axis of the coarse displacement grid
+    elastic_sigma: float = 10.0  # standard deviation of the displacements, in pixels
+    image_order: int = 3  # spline order for the image (3 = cubic); masks always use 0 (nearest)
+
+
+def copy_seed(seed: int, sample_id: str, copy_index: int) -> list[int]:
+    """Seed sequence for one augmented copy; crc32 gives a stable integer for a string id across runs."""
+    return [seed, zlib.crc32(sample_id.encode("utf-8")), copy_index]
+
+
+def augmented_id(sample_id: str, copy_index: int) -> str:
+    """Id of augmented copy ``copy_index`` (1-based) of ``sample_id``."""
+    return f"{sample_id}_aug{copy_index}"
+
+
+def _mirror(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Flip all arrays left-right and/or up-down together, each with probability 0.5."""
+    # The coin flips come from the copy's own generator: imgaug children draw their random state from
+    # imgaug's global generator at construction, which would make the copy depend on call history.
+    chosen = [
+        flip for flip, heads in ((iaa.Fliplr(1.0), rng.random() < 0.5), (iaa.Flipud(1.0), rng.random() < 0.5)) if heads
+    ]
+    if not chosen:
+        return arrays
+    flips = iaa.Sequential(chosen)
+    return [flips(image=array) for array in arrays]
+
+
+def _elastic(arrays: list[np.ndarray], rng: np.random.Generator, settings: AugmentSettings) -> list[np.ndarray]:
+    """Deform all arrays with one random displacement grid; first array cubic, the others nearest."""
+    # elasticdeform.deform_random_grid draws from NumPy's global generator; drawing the displacement here
+    # keeps the copy a function of its own seed.
+    displacement = rng.standard_normal((2, settings.elastic_points, settings.elastic_points))
+    displacement *= settings.elastic_sigma
+    image = arrays[0].astype(np.float32)
+    labels = [array.astype(np.int32) for array in arrays[1:]]
+    deformed = elasticdeform.deform_grid(
+        [image, *labels],
+        displacement,
+        order=[settings.image_order] + [0] * len(labels),
+        mode="mirror",
+        axis=[(0, 1)] * (1 + len(labels)),
+    )
+    info = np.iinfo(arrays[0].dtype)
+    deformed[0] = np.clip(np.rint(deformed[0]), info.min, info.max)
+    return [out.astype(original.dtype) for out, original in zip(deformed, arrays)]
+
+
+def augment_sample(sample: Sample, seed: int, copy_index: int, settings: AugmentSettings) -> Sample:
+    """One augmented copy of ``sample`` (image uint8/uint16 (H, W[, C]); masks (H, W)).
+
+    Returns a new :class:`Sample` with id ``augmented_id(sample.id, copy_index)``, the same shapes and dtypes.
+    With flips and elastic both off the copy equals the original.
+    """
+    rng = np.random.default_rng(copy_seed(seed, sample.id, copy_index))
+    arrays = [sample.image, sample.mask, sample.instances]
+    if settings.flips:
+        arrays = _mirror(arrays, rng)
+    if settings.elastic:
+        arrays = _elastic(arrays, rng, settings)
+    image, mask, instances = (np.ascontiguousarray(array) for array in arrays)
+    return Sample(
+        id=augmented_id(sample.id, copy_index), image=image, mask=mask, instances=instances, group=sample.group
+    )

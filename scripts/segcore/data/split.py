@@ -1,0 +1,300 @@
+"""Seeded train/validation/test split by counts (e.g. 800:100:100) or ratios (e.g. 6:2:2).
+
+The split is a table ``id -> subset``; every id appears exactly once (``unused`` for ids left over when the
+counts ask for fewer samples than the dataset has), so the table is complete and the subsets disjoint.
+
+Besides the plain random split (:func:`split_ids`), :func:`split_units` can stratify by foreground coverage
+(every coverage bin is dealt to the subsets in proportion, so a test set cannot end up all-empty or
+all-full by chance) and keep groups together (images of one patient, volume or plate never straddle two
+subsets). :func:`load_split_table` reads a table given by the user instead, checked against the dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from segcore.io import InputError, read_table
+
+SUBSETS = ("train", "val", "test")
+UNUSED = "unused"
+
+
+def _checked_values(values: Mapping[str, float], key: str) -> dict[str, float]:
+    """The train/val/test values of a config mapping, checked: all present, numbers, none negative."""
+    missing = [name for name in SUBSETS if name not in values]
+    if missing:
+        raise InputError(f"config key {key}: missing {', '.join(missing)} (needs train, val and test)")
+    checked = {}
+    for name in SUBSETS:
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise InputError(f"config key {key}.{name}: {value!r} is not a number")
+        if value < 0:
+            raise InputError(f"config key {key}.{name}: {value} is negative")
+        checked[name] = value
+    return checked
+
+
+def subset_sizes(n_samples: int, method: str, counts: Mapping | None = None, ratios: Mapping | None = None) -> dict:
+    """Number of samples per subset for ``n_samples`` ids.
+
+    ``method="counts"``: the counts as given (integers); their sum may be below ``n_samples`` (the rest is
+    unused) but not above. ``method="ratios"``: sizes proportional to the ratios, rounded by the largest
+    remainder method so that they sum to exactly ``n_samples`` (ties go to train, then val, then test).
+    Raises :class:`InputError` naming the config key for impossible requests.
+    """
+    if method == "counts":
+        values = _checked_values(counts or {}, "split.counts")
+        for name, value in values.items():
+            if int(value) != value:
+                raise InputError(f"config key split.counts.{name}: {value} is not a whole number")
+        sizes = {name: int(value) for name, value in values.items()}
+        if sum(sizes.values()) > n_samples:
+            raise InputError(
+                f"config key split.counts: asks for {sum(sizes.values())} samples "
+                f"({sizes['train']}:{sizes['val']}:{sizes['test']}) but the dataset has only {n_samples}"
+            )
+        return sizes
+    if method == "ratios":
+        values = _checked_values(ratios or {}, "split.ratios")
+        total = sum(values.values())
+        if total <= 0:
+            raise InputError("config key split.ratios: the ratios must sum to a positive number")
+        exact = {name: n_samples * values[name] / total for name in SUBSETS}
+        sizes = {name: int(np.floor(exact[name])) for name in SUBSETS}
+        # sorted() is stable: equal remainders keep the train, val, test order.
+        by_remainder = sorted(SUBSETS, key=lambda name: -(exact[name] - sizes[name]))
+        for name in by_remainder[: n_samples - sum(sizes.values())]:
+            sizes[name] += 1
+        return sizes
+    raise InputError(f"config key split.method: {method!r} is not one of counts, ratios")
+
+
+def split_ids(ids: Sequence[str], sizes: Mapping[str, int], seed: int) -> pd.DataFrame:
+    """Assign ``ids`` to subsets of the given sizes by a seeded random permutation.
+
+    The permutation is applied to the sorted ids, so the result depends only on the set of ids, the sizes and
+    the seed, not on the order ``ids`` came in. Returns a table with columns ``id`` and ``subset``, sorted by id.
+    """
+    ordered = sorted(ids)
+    if len(set(ordered)) != len(ordered):
+        raise InputError("the dataset manifest holds duplicate ids")
+    permuted = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
+    subsets = []
+    for name in SUBSETS:
+        subsets += [name] * sizes[name]
+    subsets += [UNUSED] * (len(ordered) - len(subsets))
+    table = pd.DataFrame({"id": permuted, "subset": subsets}).sort_values("id", kind="stable")
+    check_split(table, ordered)
+    return table.reset_index(drop=True)
+
+
+def check_split(table: pd.DataFrame, ids: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless every id of ``ids`` appears exactly once in ``table`` with a known subset."""
+    if sorted(table["id"]) != sorted(ids):
+        raise ValueError("split table does not hold every dataset id exactly once")
+    unknown = set(table["subset"]) - set(SUBSETS) - {UNUSED}
+    if unknown:
+        raise ValueError(f"split table holds unknown subsets {sorted(unknown)}")
+
+
+def ids_of(table: pd.DataFrame, subset: str) -> list[str]:
+    """Sorted ids of one subset of a split table."""
+    return sorted(table.loc[table["subset"] == subset, "id"])
+
+
+# Dealing order of the subsets; ties between equal deficits go to the earlier one.
+LABELS = (*SUBSETS, UNUSED)
+LISTED_AT_MOST = 5  # ids quoted in a message; the rest are counted
+
+
+def _listing(values: Sequence[str]) -> str:
+    shown = ", ".join(repr(value) for value in values[:LISTED_AT_MOST])
+    return shown + (f" and {len(values) - LISTED_AT_MOST} more" if len(values) > LISTED_AT_MOST else "")
+
+
+def groups_from_pattern(ids: Sequence[str], pattern: str) -> list[str]:
+    """The group of each id: the first capture group of ``pattern`` searched in it (the whole match if
+    ``pattern`` has no group), e.g. ``"^(patient[0-9]+)_"`` puts ``patient3_slice7`` in ``patient3``.
+
+    Raises :class:`InputError` naming ``split.group_pattern`` for an invalid expression or an id it does
+    not match (or whose group comes out empty).
+    """
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise InputError(f"config key split.group_pattern: {pattern!r} is not a regular expression ({error})") from None
+    groups = []
+    for sample_id in ids:
+        match = regex.search(sample_id)
+        group = (match.group(1) if regex.groups else match.group(0)) if match else None
+        if not group:
+            raise InputError(f"config key split.group_pattern: {pattern!r} finds no group in sample id {sample_id!r}")
+        groups.append(group)
+    return groups
+
+
+def _units(ids: Sequence[str], groups: Sequence[str] | None) -> list[list[str]]:
+    """Ids that must stay together, each list sorted; an empty group name means the id stands alone.
+
+    Units are ordered by their key (group name or id), so the result depends only on the ids and groups.
+    """
+    members: dict[tuple[int, str], list[str]] = {}
+    for index, sample_id in enumerate(ids):
+        group = groups[index] if groups is not None else ""
+        # (0, group) and (1, id) cannot collide when a group is named like an id.
+        key = (0, group) if group else (1, sample_id)
+        members.setdefault(key, []).append(sample_id)
+    return [sorted(members[key]) for key in sorted(members)]
+
+
+def coverage_bins(fractions: Sequence[float], n_bins: int, tie_order: Sequence[int]) -> np.ndarray:
+    """Equal-count bin (0..n_bins-1) of each value of ``fractions`` by rank: int64 (N,).
+
+    Values are ranked ascending, equal values by ``tie_order`` (a permutation of 0..N-1); rank r falls in
+    bin ``floor(r * n_bins / N)``, so bin sizes differ by at most one. Equal-count bins suit coverage
+    values that cluster (ISBI slices all lie near 0.78), where equal-width bins would leave most empty.
+    """
+    count = len(fractions)
+    ranks = np.empty(count, dtype=np.int64)
+    ranks[np.lexsort((np.asarray(tie_order), np.asarray(fractions, dtype=np.float64)))] = np.arange(count)
+    return ranks * n_bins // max(count, 1)
+
+
+def _deal(unit_sizes: Sequence[int], order: Sequence[int], targets: Mapping[str, int]) -> list[str]:
+    """Subset of each unit, dealt in ``order`` so every prefix of the order is split in proportion.
+
+    After ``placed`` ids have been dealt, subset k should hold ``targets[k] * placed / total``. Each unit
+    goes to the subset furthest below that share once the unit is counted, among the subsets it still
+    fits in (the first of those; if it fits in none, among all). For units of one id this never
+    overfills a subset and so meets every target exactly; a block of consecutive units (a coverage bin)
+    gets each subset's share to within one id. Larger units may overshoot where no exact packing exists.
+    """
+    total = sum(targets.values())
+    assigned = dict.fromkeys(LABELS, 0)
+    placed = 0
+    subsets = [""] * len(unit_sizes)
+    for unit in order:
+        size = unit_sizes[unit]
+        placed += size
+        fitting = [label for label in LABELS if assigned[label] + size <= targets[label]]
+        candidates = fitting or list(LABELS)
+        chosen = max(candidates, key=lambda label: targets[label] * placed / total - assigned[label])
+        assigned[chosen] += size
+        subsets[unit] = chosen
+    return subsets
+
+
+def split_units(
+    ids: Sequence[str],
+    sizes: Mapping[str, int],
+    seed: int,
+    *,
+    fractions: Sequence[float] | None = None,
+    stratify_bins: int = 0,
+    groups: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Assign ``ids`` to subsets of about the given ``sizes``, stratified and/or grouped; seeded.
+
+    ``fractions`` (foreground fraction per id, aligned with ``ids``) is needed when ``stratify_bins`` > 1;
+    ``groups`` (group name per id; ``""`` = the id alone) keeps each group in one subset. A unit (a group,
+    or a single id) takes the mean fraction of its ids. Units are shuffled with ``seed``; with
+    stratification they are then ordered by coverage bin (:func:`coverage_bins`), and within a bin (or
+    overall) larger units come first so they still find room. The order is dealt by :func:`_deal`.
+
+    Without groups the sizes are met exactly. With groups a subset can miss its size by less than the
+    largest group; a subset asked for ids that ends up empty raises :class:`InputError`. Returns columns
+    ``id``, ``subset`` (plus ``stratum`` and/or ``group`` when used), sorted by id.
+    """
+    ordered_ids = sorted(ids)
+    if len(set(ordered_ids)) != len(ordered_ids):
+        raise InputError("the dataset manifest holds duplicate ids")
+    position = {sample_id: index for index, sample_id in enumerate(ids)}
+    group_of = {sample_id: groups[position[sample_id]] for sample_id in ids} if groups is not None else None
+    units = _units(ordered_ids, [group_of[i] for i in ordered_ids] if group_of is not None else None)
+    shuffled_rank = np.empty(len(units), dtype=np.int64)
+    shuffled_rank[np.random.default_rng(seed).permutation(len(units))] = np.arange(len(units))
+    unit_sizes = [len(unit) for unit in units]
+    bins = np.zeros(len(units), dtype=np.int64)
+    if stratify_bins > 1:
+        if fractions is None:
+            raise ValueError("stratify_bins > 1 needs the foreground fractions")
+        unit_fractions = [float(np.mean([fractions[position[i]] for i in unit])) for unit in units]
+        bins = coverage_bins(unit_fractions, stratify_bins, shuffled_rank)
+    order = sorted(range(len(units)), key=lambda u: (bins[u], -unit_sizes[u], shuffled_rank[u]))
+    targets = {**sizes, UNUSED: len(ordered_ids) - sum(sizes[name] for name in SUBSETS)}
+    unit_subsets = _deal(unit_sizes, order, targets)
+
+    rows = {"id": [], "subset": [], "stratum": [], "group": []}
+    for unit_index, unit in enumerate(units):
+        for sample_id in unit:
+            rows["id"].append(sample_id)
+            rows["subset"].append(unit_subsets[unit_index])
+            rows["stratum"].append(int(bins[unit_index]))
+            rows["group"].append(group_of[sample_id] if group_of is not None else "")
+    columns = ["id", "subset"]
+    if stratify_bins > 1:
+        columns.append("stratum")
+    if groups is not None:
+        columns.append("group")
+    table = pd.DataFrame(rows)[columns].sort_values("id", kind="stable").reset_index(drop=True)
+    check_split(table, ordered_ids)
+    empty = [name for name in SUBSETS if sizes[name] > 0 and not (table["subset"] == name).any()]
+    if empty:
+        raise InputError(
+            f"config key split: the groups are too large to give the {' and '.join(empty)} subset any "
+            f"image (largest group: {max(unit_sizes)} images); use smaller groups or other sizes"
+        )
+    return table
+
+
+def check_groups(table: pd.DataFrame, groups: Mapping[str, str], where: str) -> None:
+    """Raise :class:`InputError` naming ``where`` if a non-empty group of ``groups`` (id -> group) has ids
+    in two subsets of ``table``."""
+    subset_of = dict(zip(table["id"], table["subset"]))
+    seen: dict[str, set[str]] = {}
+    for sample_id, group in groups.items():
+        if group:
+            seen.setdefault(group, set()).add(subset_of[sample_id])
+    straddling = sorted(group for group, subsets in seen.items() if len(subsets) > 1)
+    if straddling:
+        first = straddling[0]
+        raise InputError(
+            f"{where}: group {first!r} straddles subsets {sorted(seen[first])}"
+            + (f" ({len(straddling)} groups do)" if len(straddling) > 1 else "")
+        )
+
+
+def load_split_table(path: str | os.PathLike, ids: Sequence[str]) -> pd.DataFrame:
+    """Read a user's split table (TSV, columns ``id`` and ``subset``) and check it against ``ids``.
+
+    Returns columns ``id`` and ``subset`` sorted by id. Raises :class:`InputError` naming ``path`` if it
+    cannot be read, lacks a column, lists an id twice, lacks a dataset id or lists one the dataset does
+    not have, or names an unknown subset.
+    """
+    try:
+        table = read_table(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise InputError(f"{path}: cannot read the split table ({type(error).__name__}: {error})") from None
+    missing_columns = [column for column in ("id", "subset") if column not in table.columns]
+    if missing_columns:
+        raise InputError(f"{path}: split table lacks column(s) {', '.join(missing_columns)}")
+    table = table[["id", "subset"]].astype(str)
+    duplicated = sorted(set(table.loc[table["id"].duplicated(), "id"]))
+    if duplicated:
+        raise InputError(f"{path}: split table lists id(s) more than once: {_listing(duplicated)}")
+    listed, wanted = set(table["id"]), set(ids)
+    if wanted - listed:
+        raise InputError(f"{path}: split table lacks dataset id(s) {_listing(sorted(wanted - listed))}")
+    if listed - wanted:
+        extra = _listing(sorted(listed - wanted))
+        raise InputError(f"{path}: split table lists id(s) not in the dataset: {extra}")
+    unknown = sorted(set(table["subset"]) - set(LABELS))
+    if unknown:
+        raise InputError(f"{path}: unknown subset(s) {_listing(unknown)} (expected {', '.join(LABELS)})")
+    return table.sort_values("id", kind="stable").reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Stage 7, the report: the self-contained HTML report of every experiment."""
