@@ -2,7 +2,7 @@
 
 import jsonschema
 import yaml
-from snakemake.utils import min_version, validate
+from snakemake.utils import validate
 
 
 def check_config(config, schema_path):
@@ -70,11 +70,38 @@ def weight_shards(wildcards):
     )
 
 
+def training_samples(wildcards):
+    """The experiment's training images: the augmentation shards (originals and copies) when it trains on
+    augmented data, else the canonical data folder (the train ids are taken from the split).
+    """
+    if experiment_config(wildcards)["augmentation"]:
+        return sample_shards(wildcards)
+    return [f"results/{wildcards.dataset}/data"]
+
+
+def training_weight_maps(wildcards):
+    """The weight-map shards when the experiment's loss uses weight maps, else none (so changing
+    ``weights.*`` reruns only the experiments that use them)."""
+    if experiment_config(wildcards)["weight_maps"]:
+        return weight_shards(wildcards)
+    return []
+
+
 def prediction_shards(wildcards):
     return expand(
         "results/{dataset}/{experiment}/predictions/shard-{shard}",
         dataset=wildcards.dataset,
         experiment=wildcards.experiment,
+        shard=SHARDS,
+    )
+
+
+def all_prediction_shards(wildcards):
+    """Every experiment's prediction shards (the report shows example images from them)."""
+    return expand(
+        "results/{dataset}/{experiment}/predictions/shard-{shard}",
+        dataset=wildcards.dataset,
+        experiment=EXPERIMENTS,
         shard=SHARDS,
     )
 
@@ -98,3 +125,28 @@ def final_outputs():
             experiment=EXPERIMENTS,
         ),
     ]
+
+
+# --- segcore for the rule scripts when this workflow runs from a remote source ---------------------------
+# Snakemake puts a Python script's own folder on sys.path only when the script is a local file. From a
+# remote source (a module with snakefile: github(...), an http(s) URL; snakedeploy deploys this way) it
+# downloads the script into its source cache, where the remote folder layout is mirrored, and puts that
+# cached folder on sys.path instead (snakemake/script/__init__.py, PythonScript.generate_preamble). Caching
+# every file of segcore at parse time places the package next to the cached scripts, so the scripts'
+# ``import segcore`` works unchanged. Remote folders cannot be listed, hence scripts/segcore/FILES.txt.
+
+from snakemake.sourcecache import LocalSourceFile
+
+
+def cache_segcore_next_to_scripts():
+    """Fetch every file of scripts/segcore into Snakemake's source cache when the workflow is not local."""
+    if isinstance(workflow.current_basedir, LocalSourceFile):
+        return  # a local script runs with scripts/ itself on sys.path
+    with open(workflow.source_path("../scripts/segcore/FILES.txt")) as handle:
+        lines = [line.strip() for line in handle]
+    for name in lines:
+        if name and not name.startswith("#"):
+            workflow.source_path(f"../scripts/segcore/{name}")
+
+
+cache_segcore_next_to_scripts()

@@ -62,13 +62,21 @@ rule merge_metrics:
             "results/{dataset}/{experiment}/metrics/per_image.tsv",
             caption="../report/per_image.rst",
             category="Test metrics",
-            labels={"dataset": "{dataset}", "experiment": "{experiment}", "table": "per image"},
+            labels={
+                "dataset": "{dataset}",
+                "experiment": "{experiment}",
+                "table": "per image",
+            },
         ),
         summary=report(
             "results/{dataset}/{experiment}/metrics/summary.tsv",
             caption="../report/summary.rst",
             category="Test metrics",
-            labels={"dataset": "{dataset}", "experiment": "{experiment}", "table": "summary"},
+            labels={
+                "dataset": "{dataset}",
+                "experiment": "{experiment}",
+                "table": "summary",
+            },
         ),
     log:
         "logs/{dataset}/{experiment}/merge_metrics.log",

@@ -5,6 +5,7 @@ rule report:
         history=per_experiment("results/{dataset}/{experiment}/history.tsv"),
         summary=per_experiment("results/{dataset}/{experiment}/metrics/summary.tsv"),
         per_image=per_experiment("results/{dataset}/{experiment}/metrics/per_image.tsv"),
+        predictions=all_prediction_shards,
     output:
         html=report(
             "results/{dataset}/report.html",

@@ -2,27 +2,36 @@ rule train:
     input:
         data="results/{dataset}/data",
         split="results/{dataset}/split.tsv",
-        samples=sample_shards,
-        weights=weight_shards,
+        # Augmented shards (originals + copies) or the canonical folder; weight maps only when the loss uses them.
+        samples=training_samples,
+        weights=training_weight_maps,
     output:
         model="results/{dataset}/{experiment}/model.pt",
         history=report(
             "results/{dataset}/{experiment}/history.tsv",
             caption="../report/history.rst",
             category="Training",
-            labels={"dataset": "{dataset}", "experiment": "{experiment}", "figure": "history"},
+            labels={
+                "dataset": "{dataset}",
+                "experiment": "{experiment}",
+                "figure": "history",
+            },
         ),
         curves=report(
             "results/{dataset}/{experiment}/curves.png",
             caption="../report/curves.rst",
             category="Training",
-            labels={"dataset": "{dataset}", "experiment": "{experiment}", "figure": "curves"},
+            labels={
+                "dataset": "{dataset}",
+                "experiment": "{experiment}",
+                "figure": "curves",
+            },
         ),
         facts="results/{dataset}/{experiment}/training.json",
     log:
         "logs/{dataset}/{experiment}/train.log",
     benchmark:
-        "benchmarks/out/{dataset}/{experiment}/train.tsv"
+        "results/benchmarks/{dataset}/{experiment}/train.tsv"
     conda:
         "../envs/torch-cpu.yaml"
     threads: 8

@@ -50,3 +50,31 @@ def test_two_experiments_run_end_to_end_and_are_compared(tmp_path: Path):
     report = (results / "report.html").read_text()
     for name in EXPERIMENTS:
         assert f"Experiment {name}" in report
+    assert_weight_map_change_reruns_only_their_users(tmp_path)
+
+
+def planned_jobs(directory: Path, configfile: Path) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run plans, read from Snakemake's job listing."""
+    result = subprocess.run(snakemake_command(directory, configfile, "--dry-run"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    jobs, rule = [], None
+    for line in (result.stdout + result.stderr).splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("rule ", "localrule ")) and stripped.endswith(":"):
+            rule = stripped.split()[1].rstrip(":")
+            jobs.append((rule, ""))
+        elif stripped.startswith("wildcards:") and rule is not None:
+            jobs[-1] = (rule, stripped.removeprefix("wildcards:").strip())
+    return jobs
+
+
+def assert_weight_map_change_reruns_only_their_users(directory: Path) -> None:
+    """A new w0 reruns the weight maps and the experiment training with them; the one without waits."""
+    configfile = tiny_workflow_config(directory, experiments=EXPERIMENTS)
+    assert planned_jobs(directory, configfile) == []  # the finished run is up to date
+    configfile = tiny_workflow_config(directory, experiments=EXPERIMENTS, weights={"w0": 7.0})
+    jobs = planned_jobs(directory, configfile)
+    trained = sorted(wildcards for rule, wildcards in jobs if rule == "train")
+    assert trained == ["dataset=tiny, experiment=valid_residual"], jobs
+    assert {rule for rule, _ in jobs} >= {"weight_maps", "train", "predict", "report"}
+    assert "augment" not in {rule for rule, _ in jobs}
