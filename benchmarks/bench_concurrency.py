@@ -40,6 +40,7 @@ def worker(seconds: float, threads: int, managed: bool) -> None:
     import torch
 
     from segcore.compute import configure_threads
+    from segcore.config_schema import with_defaults
     from segcore.model.unet import build_model
 
     if managed:
@@ -51,7 +52,8 @@ def worker(seconds: float, threads: int, managed: bool) -> None:
     masks_batch = torch.from_numpy(rng.integers(0, CLASSES, (BATCH, SIDE, SIDE)))
     images_batch = images_batch.contiguous(memory_format=torch.channels_last)  # as the loop does on CPU
     torch.manual_seed(0)
-    model = build_model({"name": "unet", "widths": [16, 32, 64, 128, 256], "batchnorm": True}, CHANNELS, CLASSES)
+    spec = with_defaults("experiments.*.model", {"name": "unet", "widths": [16, 32, 64, 128, 256], "batchnorm": True})
+    model = build_model(spec, CHANNELS, CLASSES)
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 from timing import timed  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from segcore.config_schema import with_defaults  # noqa: E402
 from segcore.model.unet import build_model, count_parameters, prepare_for_inference  # noqa: E402
 
 
@@ -112,7 +113,8 @@ def training_step(model: torch.nn.Module, images: torch.Tensor, target: torch.Te
 
 def flops_per_image(case: Case, spec: dict, train: bool) -> float:
     """FLOPs of one image's forward (or forward + backward) pass, counted on the meta device."""
-    model = build_model(spec, case.in_channels, case.num_classes).to("meta").train(train)
+    model = build_model(with_defaults("experiments.*.model", spec), case.in_channels, case.num_classes)
+    model = model.to("meta").train(train)
     images = torch.empty(case.batch, case.in_channels, case.side, case.side, device="meta")
     with FlopCounterMode(display=False) as counter:
         if train:
@@ -134,7 +136,7 @@ def bench_model(case: Case, repeats: int, device: torch.device) -> None:
     """Print one table row: parameters; GFLOP/image, images/s and fraction of peak for inference and training;
     and the matmul peak measured alongside."""
     torch.manual_seed(0)
-    model = build_model(case.spec, case.in_channels, case.num_classes).to(device)
+    model = build_model(with_defaults("experiments.*.model", case.spec), case.in_channels, case.num_classes).to(device)
     images, target = case_inputs(case, device)
     inference_model = prepare_for_inference(model)
 
@@ -168,7 +170,7 @@ def bench_layouts(case: Case, repeats: int, device: torch.device, compile_too: b
     steps: dict[str, Callable[[], object]] = {"peak": peak_step}
     flops = {}
     for label, channels_last, batchnorm, compiled in settings:
-        spec = {**case.spec, "batchnorm": batchnorm}
+        spec = with_defaults("experiments.*.model", {**case.spec, "batchnorm": batchnorm})
         torch.manual_seed(0)
         model = build_model(spec, case.in_channels, case.num_classes).to(device).train()
         images, target = case_inputs(case, device)

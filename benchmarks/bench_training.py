@@ -40,6 +40,7 @@ from timing import timed  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from segcore.compute import select_device  # noqa: E402
+from segcore.config_schema import with_defaults  # noqa: E402
 from segcore.model.unet import build_model, count_parameters  # noqa: E402
 from segcore.train.data import BatchSampler, LabelledImages  # noqa: E402
 from segcore.train.loop import Hardware, choose_hardware, to_device, train_epoch  # noqa: E402
@@ -53,7 +54,11 @@ def default_experiment() -> tuple[dict, dict, int]:
     """(model spec, loss spec, number of classes) of the first experiment in config/config.yaml."""
     config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
     experiment = next(iter(config["experiments"].values()))
-    return experiment["model"], experiment["loss"], len(config["dataset"]["classes"])
+    return (
+        with_defaults("experiments.*.model", experiment["model"]),
+        with_defaults("experiments.*.loss", experiment["loss"]),
+        len(config["dataset"]["classes"]),
+    )
 
 
 def synthetic_data(count: int, num_classes: int) -> LabelledImages:

@@ -12,9 +12,7 @@ from segcore.rule_runner import log, run_rule
 
 def main(smk) -> None:
     root = Path(smk.input.raw[0]) if smk.params.source == "download" else Path.cwd()
-    manifest = import_dataset(
-        smk.params.settings, root, Path(smk.output.data), smk.params.class_names, config_key="dataset.import"
-    )
+    manifest = import_dataset(smk.params.settings, root, Path(smk.output.data), smk.params.class_names)
     sizes = manifest.groupby(["height", "width"]).size()
     log.info(
         "imported %d samples from %s; sizes (height, width): %s; mean foreground fraction %.3f",

@@ -1,24 +1,18 @@
 """Rule weight_maps: the U-Net pixel weight map of every training sample of one shard."""
 
-from segcore.augment.weight_maps import weight_map
-from segcore.data.canonical import read_manifest, read_sample
-from segcore.io import atomic_dir, read_table, write_tiff
+from segcore.augment.weight_files import write_weight_maps
+from segcore.io import read_table
 from segcore.rule_runner import log, run_rule
 
 
 def main(smk) -> None:
     class_weights = read_table(smk.input.class_weights)["weight"].to_numpy("float32")
     settings = smk.params.weights
-    ids = list(read_manifest(smk.input.samples)["id"])
-    with atomic_dir(smk.output.weights) as folder:
-        for sample_id in ids:
-            sample = read_sample(smk.input.samples, sample_id)
-            weights = weight_map(
-                sample.mask, sample.instances, class_weights,
-                w0=settings["w0"], sigma=settings["sigma"], background_only=settings["background_only"],
-            )  # fmt: skip
-            write_tiff(folder / f"{sample_id}.tif", weights)
-    log.info("wrote %d weight maps", len(ids))
+    count = write_weight_maps(
+        smk.input.samples, smk.output.weights, class_weights,
+        w0=settings["w0"], sigma=settings["sigma"], background_only=settings["background_only"],
+    )  # fmt: skip
+    log.info("wrote %d weight maps", count)
 
 
 run_rule(main, snakemake)  # noqa: F821 - injected by Snakemake

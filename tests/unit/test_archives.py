@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from segcore.data.archives import extract_archive
+from segcore.data.archives import extract_archive, unpacked_folder
 from segcore.io import InputError
 
 GOOD_FILES = {"data/a.txt": b"alpha", "data/sub/b.bin": bytes(range(256)), "top.txt": b"top"}
@@ -158,3 +158,24 @@ def test_corrupt_and_unknown_archives(tmp_path):
     with pytest.raises(InputError, match="unsupported archive type"):
         extract_archive(tmp_path / "data.rar", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("archive", "folder"),
+    [
+        ("x.zip", "x"),
+        ("data/x.tar", "data/x"),
+        ("data/x.tar.gz", "data/x"),  # the longest suffix, not ".tar" of "x.tar" + ".gz"
+        ("x.tgz", "x"),
+        ("v1.0.tar.bz2", "v1.0"),
+        ("X.TAR.XZ", "X"),
+    ],
+)
+def test_unpacked_folder_drops_the_archive_suffix(archive, folder):
+    assert unpacked_folder(archive) == folder
+
+
+@pytest.mark.parametrize("name", ["x.gz", ".zip", "x.rar"])
+def test_unpacked_folder_needs_a_name_and_an_archive_suffix(name):
+    with pytest.raises(ValueError, match="has no archive suffix"):
+        unpacked_folder(name)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from segcore.config_schema import with_defaults
 from segcore.io import InputError
 from segcore.model.model_file import save_torch
 from segcore.model.unet import build_model
@@ -34,6 +35,13 @@ from segcore.train.losses import build_loss
 
 CPU_HARDWARE = Hardware(torch.device("cpu"), channels_last=True)
 RUN = {"experiment": {"model": {"name": "unet"}}, "seed": 3}
+
+
+def loop_settings(**changes) -> TrainSettings:
+    """Settings of the tiny runs below: Adam at 1e-3, halved after 3 epochs without improvement, early
+    stopping after 10, seed 5; ``changes`` replace any of them."""
+    values = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_factor": 0.5, "lr_patience": 3}
+    return TrainSettings(**{**values, "early_stopping_patience": 10, "seed": 5, **changes})
 
 
 # --- fingerprints and digests ----------------------------------------------------------------------------
@@ -185,9 +193,11 @@ def train_tiny(
     hardware: Hardware = CPU_HARDWARE,
 ):
     torch.manual_seed(settings.seed)
-    model = build_model({"name": "unet", "widths": [4, 8], "batchnorm": True, "dropout": 0.2}, 3, 2)
+    spec = {"name": "unet", "widths": [4, 8], "batchnorm": True, "dropout": 0.2}
+    model = build_model(with_defaults("experiments.*.model", spec), 3, 2)
+    loss = build_loss(with_defaults("experiments.*.loss", {"name": "weighted_ce"}))
     return fit(
-        model, sampler, val, build_loss({"name": "weighted_ce"}), settings, hardware,
+        model, sampler, val, loss, settings, hardware,
         num_classes=2, tile_size=16, margin=0, resume=resume,
     )  # fmt: skip
 
@@ -203,9 +213,7 @@ def test_fit_resumed_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path):
     # model is epoch 1's, the plateau scheduler halves the rate every epoch and early stopping ends the run
     # after epoch 5; a resumed run must carry all of that over from the state file.
     val.masks = [1 - mask for mask in val.masks]
-    settings = TrainSettings(
-        epochs=8, batch_size=4, learning_rate=0.01, lr_patience=0, early_stopping_patience=4, seed=5
-    )
+    settings = loop_settings(epochs=8, learning_rate=0.01, lr_patience=0, early_stopping_patience=4)
     reference_history, reference_best = train_tiny(BatchSampler(train, 4), val, settings, None)
     assert [row["learning_rate"] for row in reference_history] == [0.01, 0.01, 0.005, 0.0025, 0.00125]
 
@@ -229,7 +237,7 @@ def test_fit_resumed_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path):
 def test_fit_with_a_finished_state_trains_no_further_epoch(tmp_path: Path):
     torch.set_num_threads(1)
     train, val = tiny_data(8, seed=1), tiny_data(2, seed=2)
-    settings = TrainSettings(epochs=2, batch_size=4, seed=5)
+    settings = loop_settings(epochs=2)
     resume = ResumeFile(tmp_path / "state.pt", fingerprint(RUN))
     first_history, first_best = train_tiny(BatchSampler(train, 4), val, settings, resume)
     sampler = StopAtEpoch(train, 4, stop_at=1)  # would raise if an epoch started
@@ -240,7 +248,7 @@ def test_fit_with_a_finished_state_trains_no_further_epoch(tmp_path: Path):
 
 def test_fit_refuses_the_state_of_another_run(tmp_path: Path):
     train, val = tiny_data(8, seed=1), tiny_data(2, seed=2)
-    settings = TrainSettings(epochs=1, batch_size=4, seed=5)
+    settings = loop_settings(epochs=1)
     path = tmp_path / "state.pt"
     train_tiny(BatchSampler(train, 4), val, settings, ResumeFile(path, fingerprint(RUN)))
     other = ResumeFile(path, fingerprint({**RUN, "experiment": {"model": {"name": "unet_small"}}}))
@@ -252,7 +260,7 @@ def test_float16_training_resumes_with_its_gradient_scaler(tmp_path: Path):
     """The CUDA code path (autocast, gradient scaler) run on the CPU, where torch supports it too."""
     torch.set_num_threads(1)
     train, val = tiny_data(12, seed=1), tiny_data(3, seed=2)
-    settings = TrainSettings(epochs=3, batch_size=4, seed=5)
+    settings = loop_settings(epochs=3)
     half = Hardware(torch.device("cpu"), channels_last=False, autocast_dtype=torch.float16)
     reference_history, reference_best = train_tiny(BatchSampler(train, 4), val, settings, None, half)
     resume = ResumeFile(tmp_path / "state.pt", fingerprint(RUN))

@@ -1,7 +1,10 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving the real ISBI 2012 PNGs (zhixuhao layout)."""
 
 import hashlib
+import io
 import socket
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -9,19 +12,29 @@ import pytest
 from helpers_http import FileServer
 from skimage import io as skio
 
+from segcore.config_schema import with_defaults
 from segcore.data.canonical import read_manifest, read_sample
-from segcore.data.download import download_file, download_files, join_url, parse_sha256sums
+from segcore.data.download import download_file, download_files, fetch_dataset, join_url
 from segcore.data.importers import import_dataset
 from segcore.io import InputError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 ISBI = SHARED / "data" / "isbi2012"
 LAYOUT = "data/membrane/train"  # github.com/zhixuhao/unet keeps ISBI 2012 as train/{image,label}/N.png
-FAST = {"backoff_s": 0.01, "timeout_s": 5}
+FAST = {"retries": 4, "backoff_s": 0.01, "timeout_s": 5}
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def shared_sums(isbi: Path) -> dict[str, str]:
+    """Relative path -> digest from ../shared's ``sha256sum`` listing (lines ``<digest>  ./<path>``)."""
+    sums = {}
+    for line in (isbi / "SHA256SUMS").read_text().splitlines():
+        digest, path = line.split(maxsplit=1)
+        sums[path.removeprefix("./")] = digest
+    return sums
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +47,7 @@ def isbi() -> Path:
 @pytest.fixture(scope="module")
 def zhixuhao(isbi):
     """(routes, checksums) of the 60 train PNGs under the zhixuhao paths; checksums from SHA256SUMS."""
-    sums = parse_sha256sums(isbi / "SHA256SUMS")
+    sums = shared_sums(isbi)
     routes, checksums = {}, {}
     for kind in ("image", "label"):
         for n in range(30):
@@ -48,26 +61,11 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
 
 
-def test_parse_sha256sums_matches_the_files(isbi):
-    sums = parse_sha256sums(isbi / "SHA256SUMS")
+def test_the_shared_listing_matches_the_files(isbi):
+    sums = shared_sums(isbi)
     assert len(sums) == 93  # 30 test + 60 train PNGs + 3 TIFF stacks
     for relative in ("png/train/label/7.png", "train-labels.tif"):
         assert sums[relative] == sha256_bytes((isbi / relative).read_bytes())
-
-
-def test_parse_sha256sums_rejects_bad_lines(tmp_path):
-    listing = tmp_path / "SHA256SUMS"
-    listing.write_text(f"# comment\n\n{'a' * 64} *bin/x.png\n{'b' * 64}  ./y.png\n")
-    assert parse_sha256sums(listing) == {"bin/x.png": "a" * 64, "y.png": "b" * 64}
-    listing.write_text(f"{'a' * 64}  ok.png\nnot-a-digest  ./y.png\n")
-    with pytest.raises(InputError, match=r"SHA256SUMS:2: not a"):
-        parse_sha256sums(listing)
-    listing.write_text(f"{'a' * 64}  ../escape.png\n")
-    with pytest.raises(InputError, match=r"SHA256SUMS:1: .*'\.\.'"):
-        parse_sha256sums(listing)
-    listing.write_text(f"{'a' * 64}  x.png\n{'b' * 64}  ./x.png\n")
-    with pytest.raises(InputError, match="x.png listed twice"):
-        parse_sha256sums(listing)
 
 
 def test_join_url():
@@ -86,7 +84,7 @@ def test_download_a_few_verifies_bytes_and_keeps_a_verified_file(zhixuhao, tmp_p
             dest = download_file(server.url("/" + relative), tmp_path / relative, checksums[relative], **FAST)
             assert dest.read_bytes() == routes["/" + relative].read_bytes()
         before = dest.stat().st_mtime_ns
-        download_file(server.url(f"/{LAYOUT}/label/29.png"), dest, checksums[f"{LAYOUT}/label/29.png"])
+        download_file(server.url(f"/{LAYOUT}/label/29.png"), dest, checksums[f"{LAYOUT}/label/29.png"], **FAST)
         assert server.requests[f"/{LAYOUT}/label/29.png"] == 1  # the second call fetched nothing
     assert dest.stat().st_mtime_ns == before
     assert leftovers(dest.parent) == ["0.png", "29.png"]  # no temporary files beside them
@@ -119,7 +117,8 @@ def test_download_all_60_and_import_with_value_table(zhixuhao, tmp_path):
         "masks": f"{LAYOUT}/label",
         "encoding": {"type": "value_table", "values": {0: 0, 255: 1}},
     }
-    manifest = import_dataset(source, tmp_path / "raw", tmp_path / "canonical", ["membrane", "cell"])
+    settings = with_defaults("dataset.import", source)
+    manifest = import_dataset(settings, tmp_path / "raw", tmp_path / "canonical", ["membrane", "cell"])
     assert list(manifest["id"]) == [str(n) for n in range(30)]
     assert (manifest[["height", "width", "channels"]] == [512, 512, 1]).all().all()
     assert list(read_manifest(tmp_path / "canonical")["id"]) == list(manifest["id"])
@@ -164,7 +163,7 @@ def test_a_connection_always_dropped_fails_clearly_without_partial_file(zhixuhao
         url = server.url("/" + relative)
         cut_short = "after 3 attempts; last error: .*(incomplete body|Connection)"
         with pytest.raises(InputError, match=cut_short) as error:
-            download_file(url, tmp_path / "9.png", checksums[relative], retries=2, **FAST)
+            download_file(url, tmp_path / "9.png", checksums[relative], **{**FAST, "retries": 2})
         assert server.requests["/" + relative] == 3
     assert url in str(error.value)
     assert leftovers(tmp_path) == []
@@ -212,13 +211,13 @@ def test_refused_connection_is_retried_then_named(tmp_path):
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/x.png"
     with pytest.raises(InputError, match=f"{url}: download failed after 2 attempts; last error: URLError"):
-        download_file(url, tmp_path / "x.png", "0" * 64, retries=1, **FAST)
+        download_file(url, tmp_path / "x.png", "0" * 64, **{**FAST, "retries": 1})
     assert leftovers(tmp_path) == []
 
 
 def test_file_url(isbi, tmp_path):
     source = isbi / "png" / "train" / "label" / "2.png"
-    digest = parse_sha256sums(isbi / "SHA256SUMS")["png/train/label/2.png"]
+    digest = shared_sums(isbi)["png/train/label/2.png"]
     dest = download_file(source.as_uri(), tmp_path / "sub" / "2.png", digest, **FAST)
     assert dest.read_bytes() == source.read_bytes()
     missing = (tmp_path / "absent.png").as_uri()
@@ -227,8 +226,65 @@ def test_file_url(isbi, tmp_path):
     assert leftovers(tmp_path) == ["sub"]
 
 
-def test_bad_arguments(tmp_path):
-    with pytest.raises(InputError, match="expected sha256 must be 64 hex digits"):
-        download_file("http://127.0.0.1:9/x", tmp_path / "x", "abc")
-    with pytest.raises(InputError, match="unsupported URL scheme 'ftp'"):
-        download_file("ftp://example.org/x", tmp_path / "x", "0" * 64)
+# --- fetch_dataset: the dataset.download section -------------------------------------------------------
+
+
+def archive_mirror(folder: Path) -> dict[str, str]:
+    """A mirror folder with a plain file, a zip and a tar.gz; returns relative path -> sha256."""
+    files = {"notes/readme.txt": b"hello", "a/b.txt": b"inside zip", "c.txt": b"inside tar"}
+    (folder / "notes").mkdir(parents=True)
+    (folder / "notes" / "readme.txt").write_bytes(files["notes/readme.txt"])
+    with zipfile.ZipFile(folder / "set-1.zip", "w") as zipped:
+        zipped.writestr("a/b.txt", files["a/b.txt"])
+    with tarfile.open(folder / "set-2.TAR.GZ", "w:gz") as tar:
+        info = tarfile.TarInfo("c.txt")
+        info.size = len(files["c.txt"])
+        tar.addfile(info, io.BytesIO(files["c.txt"]))
+    names = ("notes/readme.txt", "set-1.zip", "set-2.TAR.GZ")
+    return {name: sha256_bytes((folder / name).read_bytes()) for name in names}
+
+
+def test_fetch_verifies_every_file_and_unpacks_the_listed_archives(tmp_path):
+    checksums = archive_mirror(tmp_path / "mirror")
+    settings = with_defaults(
+        "dataset.download",
+        {
+            # base_url names a server that is not there: the mirror must replace it
+            "base_url": "http://127.0.0.1:9/nowhere/",
+            "mirror_url": (tmp_path / "mirror").as_uri(),
+            "files": checksums,
+            "extract": ["set-1.zip", "set-2.TAR.GZ"],
+            "retries": 0,
+        },
+    )
+    dest = tmp_path / "download"
+    paths = fetch_dataset(settings, dest)
+    assert paths == [dest / name for name in checksums]
+    assert (dest / "set-1" / "a" / "b.txt").read_bytes() == b"inside zip"
+    assert (dest / "set-2" / "c.txt").read_bytes() == b"inside tar"
+    assert (dest / "notes" / "readme.txt").read_bytes() == b"hello"
+    assert leftovers(tmp_path) == ["download", "mirror"]
+
+
+def test_fetch_refuses_an_archive_not_listed_in_files(tmp_path):
+    checksums = archive_mirror(tmp_path / "mirror")
+    settings = with_defaults(
+        "dataset.download",
+        {"base_url": (tmp_path / "mirror").as_uri(), "files": checksums, "extract": ["other.zip"]},
+    )
+    message = "config key dataset.download.extract: 'other.zip' is not listed in dataset.download.files"
+    with pytest.raises(InputError, match=f"^{message}$"):
+        fetch_dataset(settings, tmp_path / "download")
+    assert not (tmp_path / "download").exists()
+
+
+def test_a_failed_fetch_keeps_the_previous_folder_and_no_partial_one(tmp_path):
+    checksums = archive_mirror(tmp_path / "mirror")
+    dest = tmp_path / "download"
+    dest.mkdir()
+    (dest / "old.txt").write_text("kept")
+    bad = {**checksums, "notes/readme.txt": "0" * 64}
+    settings = with_defaults("dataset.download", {"base_url": (tmp_path / "mirror").as_uri(), "files": bad})
+    with pytest.raises(InputError, match="readme.txt: sha256 mismatch"):
+        fetch_dataset({**settings, "retries": 0}, dest)
+    assert leftovers(tmp_path) == ["download", "mirror"] and leftovers(dest) == ["old.txt"]

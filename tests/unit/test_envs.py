@@ -77,3 +77,12 @@ def test_every_rule_names_a_conda_environment_that_exists():
             assert (rule_file.parent / env.group(1)).resolve().is_file(), f"rule {name}: {env.group(1)} missing"
             checked += 1
     assert checked >= 9
+
+
+def test_the_workflow_sets_every_job_environment_variable():
+    """segcore.compute.JOB_ENVIRONMENT must reach every job: rules/common.smk sets it before jobs start."""
+    from segcore.compute import JOB_ENVIRONMENT
+
+    common = (REPO / "rules" / "common.smk").read_text()
+    for name, value in JOB_ENVIRONMENT.items():
+        assert f'os.environ.setdefault("{name}", "{value}")' in common

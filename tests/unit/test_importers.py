@@ -9,8 +9,9 @@ from scipy import ndimage
 from skimage import draw
 from skimage import io as skio
 
-from segcore.data.canonical import read_manifest, read_sample
-from segcore.data.importers import import_dataset, import_folder, import_tiff_stacks
+from segcore.config_schema import with_defaults
+from segcore.data.canonical import Sample, read_manifest, read_sample
+from segcore.data.importers import import_dataset, import_tiff_stacks
 from segcore.data.mask_encodings import parse_encoding
 from segcore.io import InputError
 
@@ -44,6 +45,17 @@ def binary_dataset(root: Path, ids=("a", "b"), shape=(6, 5)) -> dict:
     return {"format": "folder", "images": "images", "masks": "masks", "encoding": ISBI_ENCODING}
 
 
+def run_import(source: dict, root: Path, dest: Path, class_names=CLASSES):
+    """import_dataset of a ``dataset.import`` section with the schema's defaults filled in."""
+    return import_dataset(with_defaults("dataset.import", source), root, dest, class_names)
+
+
+def imported(root: Path, source: dict, class_names: list[str], dest: str = "canonical") -> dict[str, Sample]:
+    """The samples ``source`` imports from ``root``, read back from the canonical folder, in import order."""
+    manifest = run_import(source, root, root / dest, class_names)
+    return {sample_id: read_sample(root / dest, sample_id) for sample_id in manifest["id"]}
+
+
 def same_partition(first: np.ndarray, second: np.ndarray) -> bool:
     """True if two label images split the pixels into the same objects (ids may differ)."""
     pairs = np.unique(np.stack([first.ravel(), second.ravel()]), axis=1)
@@ -57,7 +69,7 @@ def test_isbi_tiff_stacks_match_the_png_export_and_scipy_components(isbi, tmp_pa
         "masks": "train-labels.tif",
         "encoding": ISBI_ENCODING,
     }
-    manifest = import_dataset(source, isbi, tmp_path / "canonical", ["membrane", "cell"])
+    manifest = run_import(source, isbi, tmp_path / "canonical", ["membrane", "cell"])
     assert list(manifest["id"]) == [str(n) for n in range(30)]  # page index, not zero-padded
     assert (manifest[["height", "width"]] == 512).all().all()
     for n in (0, 29):
@@ -75,7 +87,9 @@ def test_tiff_stacks_with_different_page_counts_name_both(isbi, tmp_path):
     short_labels = tmp_path / "labels.tif"
     tifffile.imwrite(short_labels, np.zeros((29, 512, 512), dtype=np.uint8))
     with pytest.raises(InputError) as error:
-        import_tiff_stacks(isbi / "train-volume.tif", short_labels, encoding=parse_encoding(ISBI_ENCODING, 2))
+        import_tiff_stacks(
+            isbi / "train-volume.tif", short_labels, encoding=parse_encoding(ISBI_ENCODING, 2), connectivity=1
+        )
     assert f"{isbi / 'train-volume.tif'} has 30 pages" in str(error.value)
     assert f"{short_labels} has 29 pages" in str(error.value)
 
@@ -94,9 +108,9 @@ def test_folder_keeps_grey_rgb_and_16_bit_images_as_stored_and_drops_alpha(tmp_p
     tifffile.imwrite(tmp_path / "img" / "deep_rgb.tif", images["deep_rgb"], photometric="rgb")
     for sample_id in images:
         png(tmp_path / "msk" / f"{sample_id}.png", np.full((6, 5), 2, dtype=np.uint8))
-    encoding = parse_encoding("classes", 3)
-    samples = import_folder(tmp_path / "img", tmp_path / "msk", "{id}.*", encoding=encoding)
-    by_id = {sample.id: sample for sample in samples}
+    source = {"format": "folder", "images": "img", "masks": "msk", "image_pattern": "{id}.*"}
+    by_id = imported(tmp_path, source, ["background", "a", "b"])
+    samples = list(by_id.values())
     assert sorted(by_id) == sorted(images)
     np.testing.assert_array_equal(by_id["grey"].image, images["grey"])
     np.testing.assert_array_equal(by_id["rgba"].image, rgba[..., :3])
@@ -113,8 +127,11 @@ def test_lossy_jpeg_mask_with_binary_threshold(tmp_path):
     png(tmp_path / "msk" / "0.jpg", truth * 255)
     drifted = skio.imread(tmp_path / "msk" / "0.jpg")
     assert len(np.unique(drifted)) > 2  # JPEG really did blur the 0/255 edges
-    encoding = parse_encoding({"type": "binary", "threshold": 127}, 2)
-    (sample,) = import_folder(tmp_path / "img", tmp_path / "msk", mask_pattern="{id}.jpg", encoding=encoding)
+    source = {
+        "format": "folder", "images": "img", "masks": "msk", "mask_pattern": "{id}.jpg",
+        "encoding": {"type": "binary", "threshold": 127},
+    }  # fmt: skip
+    (sample,) = imported(tmp_path, source, CLASSES).values()
     np.testing.assert_array_equal(sample.mask, truth)
 
 
@@ -122,21 +139,16 @@ def test_shared_folder_subfolder_patterns_and_natural_order(tmp_path):
     for sample_id in ("10", "2", "1"):
         png(tmp_path / "all" / f"{sample_id}.png", grey(int(sample_id)))
         png(tmp_path / "all" / f"{sample_id}_mask.png", np.zeros((6, 5), dtype=np.uint8))
-    samples = import_folder(
-        tmp_path / "all", tmp_path / "all", "{id}.png", "{id}_mask.png", encoding=parse_encoding("classes", 2)
-    )
-    assert [sample.id for sample in samples] == ["1", "2", "10"]
+    shared = {"format": "folder", "images": "all", "masks": "all", "mask_pattern": "{id}_mask.png"}
+    assert list(imported(tmp_path, shared, CLASSES, "shared")) == ["1", "2", "10"]
     for sample_id in ("x", "y"):
         png(tmp_path / "nested" / sample_id / "image.png", grey(3))
         png(tmp_path / "nested" / sample_id / "mask.png", np.ones((6, 5), dtype=np.uint8))
-    nested = import_folder(
-        tmp_path / "nested",
-        tmp_path / "nested",
-        "{id}/image.png",
-        "{id}/mask.png",
-        encoding=parse_encoding("classes", 2),
-    )
-    assert [sample.id for sample in nested] == ["x", "y"]
+    nested = {
+        "format": "folder", "images": "nested", "masks": "nested",
+        "image_pattern": "{id}/image.png", "mask_pattern": "{id}/mask.png",
+    }  # fmt: skip
+    assert list(imported(tmp_path, nested, CLASSES, "nested")) == ["x", "y"]
 
 
 def test_instances_from_an_instance_folder(tmp_path):
@@ -147,7 +159,7 @@ def test_instances_from_an_instance_folder(tmp_path):
     (root / "inst").mkdir()
     tifffile.imwrite(root / "inst" / "a.tif", instance_ids)
     source.update(instances="inst", instance_pattern="{id}.tif")
-    import_dataset(source, root, tmp_path / "canonical", CLASSES)
+    run_import(source, root, tmp_path / "canonical")
     expected = np.zeros((6, 5), dtype=np.uint16)
     expected[:2, :2], expected[4:, 3:] = 2, 1  # 9 -> 1, 40 -> 2
     np.testing.assert_array_equal(read_sample(tmp_path / "canonical", "a").instances, expected)
@@ -156,7 +168,7 @@ def test_instances_from_an_instance_folder(tmp_path):
 def expect_import_error(tmp_path: Path, source: dict, root: Path, *fragments: str) -> None:
     """import_dataset raises naming every fragment, and leaves no canonical (or temporary) folder."""
     with pytest.raises(InputError) as error:
-        import_dataset(source, root, tmp_path / "canonical", CLASSES)
+        run_import(source, root, tmp_path / "canonical")
     for fragment in fragments:
         assert fragment in str(error.value)
     assert not [path.name for path in tmp_path.iterdir() if path.name.lstrip(".").startswith("canonical")]
@@ -243,20 +255,20 @@ def test_duplicate_ids(tmp_path):
     )
 
 
-def test_missing_folder_and_bad_config_keys(tmp_path):
+def test_missing_folder_and_class_ids_beyond_the_classes(tmp_path):
+    """The per-key checks of dataset.import are the schema's (test_config_schema.py); class ids against
+    dataset.classes span two keys and are checked on import."""
     source = binary_dataset(tmp_path / "d")
     expect_import_error(tmp_path, {**source, "masks": "nowhere"}, tmp_path / "d", "does not exist")
-    expect_import_error(tmp_path, {**source, "colour": 1}, tmp_path / "d", "unknown key(s) ['colour']")
-    expect_import_error(tmp_path, {**source, "format": "hdf5"}, tmp_path / "d", "source.format: 'hdf5'")
-    expect_import_error(tmp_path, {**source, "connectivity": 3}, tmp_path / "d", "source.connectivity")
-    without_masks = {key: value for key, value in source.items() if key != "masks"}
-    expect_import_error(tmp_path, without_masks, tmp_path / "d", "source.masks: required")
+    three_classes = {**source, "encoding": {"type": "value_table", "values": {0: 0, 255: 2}}}
+    message = "config key dataset.import.encoding.values[255]: class id 2 is outside 0..1"
+    expect_import_error(tmp_path, three_classes, tmp_path / "d", message)
 
 
 def test_a_failed_import_keeps_the_previous_canonical_folder(tmp_path):
     source = binary_dataset(tmp_path / "d")
-    import_dataset(source, tmp_path / "d", tmp_path / "canonical", CLASSES)
+    run_import(source, tmp_path / "d", tmp_path / "canonical")
     png(tmp_path / "d" / "masks" / "b.png", np.full((6, 5), 7, dtype=np.uint8))
     with pytest.raises(InputError, match="mask value 7"):
-        import_dataset(source, tmp_path / "d", tmp_path / "canonical", CLASSES)
+        run_import(source, tmp_path / "d", tmp_path / "canonical")
     assert list(read_manifest(tmp_path / "canonical")["id"]) == ["a", "b"]

@@ -10,8 +10,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 
-from segcore.io import InputError
-from segcore.train.losses import build_loss, center_crop, normalised_weights
+import segcore.train.losses as losses
+from segcore.config_schema import with_defaults
+from segcore.train.losses import SegmentationLoss, center_crop, normalised_weights
+
+
+def build_loss(spec: dict, where: str = "loss") -> SegmentationLoss:
+    """segcore.train.losses.build_loss of ``spec`` with the schema's defaults filled in (the per-key checks
+    of the section are tested in test_config_schema.py)."""
+    return losses.build_loss(with_defaults("experiments.*.loss", spec), where=where)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -216,23 +223,14 @@ def test_default_deep_supervision_weights_halve() -> None:
     assert normalised_weights([2, 2]) == (0.5, 0.5)
 
 
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ({"name": "l2"}, "loss.name: 'l2' is not one of"),
-        ({"name": "focal", "gama": 2}, "loss.gama: unknown key"),
-        ({"name": "focal", "gamma": -1}, "loss.gamma"),
-        ({"name": "focal", "alpha": [0.5, -1]}, "loss.alpha"),
-        ({"name": "dice", "include_background": "no"}, "loss.include_background"),
-        ({"name": "ce", "pixel_weights": 1}, "loss.pixel_weights"),
-        ({"name": "combo", "terms": []}, "loss.terms"),
-        ({"name": "combo", "terms": [{"name": "combo"}]}, "loss.terms[0].name"),
-        ({"name": "combo", "terms": [{"name": "ce", "weight": "x"}]}, "loss.terms[0].weight"),
-        ({"name": "combo", "terms": [{"name": "ce"}], "gamma": 1}, "loss.gamma"),
-        ({"name": "ce", "deep_supervision_weights": [0, 0]}, "loss.deep_supervision_weights"),
-        ("ce", "loss: expected a mapping"),
-    ],
-)
-def test_bad_spec_raises_input_error_naming_key(spec: object, message: str) -> None:
-    with pytest.raises(InputError, match=message.replace(".", r"\.").replace("[", r"\[")):
-        build_loss(spec)
+def test_a_pixel_weighting_combo_term_names_itself_when_the_map_is_missing() -> None:
+    logits, target, _ = _batch()
+    loss = build_loss({"name": "combo", "terms": [{"name": "dice"}, {"name": "ce", "pixel_weights": True}]}, "x.loss")
+    with pytest.raises(ValueError, match=r"loss x\.loss\.terms\[1\] \(ce\) weights pixels but no weight map"):
+        loss(logits, target)
+    assert torch.isfinite(loss(logits, target, torch.ones_like(target, dtype=torch.float32)))
+
+
+def test_a_section_without_its_defaults_is_a_key_error() -> None:
+    with pytest.raises(KeyError, match="deep_supervision_weights"):
+        losses.build_loss({"name": "ce"})

@@ -1,11 +1,14 @@
 """Tests for segcore.model.unet, segcore.model.spec and segcore.model.blocks.
 
 Expected sizes and parameter counts are worked out by hand in the tests (the paper's Fig. 1 arithmetic); the
-572x572 network is checked on torch's meta device, which propagates shapes without computing anything.
+572x572 network is checked on torch's meta device, which propagates shapes without computing anything. Model
+sections get the schema's defaults from segcore.config_schema, as the Snakefile fills them; the per-key
+checks of the section are tested in test_config_schema.py.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -13,20 +16,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import segcore.model.unet as unet
+from segcore.config_schema import with_defaults
 from segcore.io import InputError
 from segcore.model.blocks import center_crop, make_upsampler
-from segcore.model.spec import UNetConfig
+from segcore.model.spec import parse_model_spec
 from segcore.model.unet import (
-    build_model,
+    UNet,
     count_parameters,
-    output_size,
     prepare_for_inference,
-    size_multiple,
     valid_input_size,
     valid_output_size,
 )
 
 TINY = {"name": "unet", "widths": [4, 8, 16]}
+
+
+def build_model(spec: dict, in_channels: int, num_classes: int, where: str = "model") -> UNet:
+    """segcore.model.unet.build_model of ``spec`` with the schema's defaults filled in."""
+    return unet.build_model(with_defaults("experiments.*.model", spec), in_channels, num_classes, where=where)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -81,8 +89,7 @@ def test_unet_original_maps_572_to_388_with_margin_92() -> None:
         logits = model(torch.empty(1, 1, 572, 572))
     assert logits.shape == (1, 2, 388, 388)
     assert model.margin == 92 == (572 - 388) // 2
-    assert output_size(model, 572) == 388
-    assert size_multiple(model) == 16
+    assert model.output_size(572) == 388
 
 
 def test_unet_original_parameter_count_matches_paper_formula() -> None:
@@ -107,7 +114,7 @@ def test_unet_small_preset_widths() -> None:
     assert model.config.widths == (32, 32, 64, 128, 256)
     assert model.encoder[0].body[0].out_channels == 32
     assert model.bottleneck.body[0].out_channels == 256
-    assert model.margin == 0 and size_multiple(model) == 16
+    assert model.margin == 0 and model.depth == 4
 
 
 @pytest.mark.parametrize(
@@ -177,7 +184,7 @@ def test_same_padding_rejects_size_not_multiple_naming_it() -> None:
     with pytest.raises(ValueError, match="100"):
         model(torch.rand(1, 1, 100, 96))
     with pytest.raises(ValueError, match="100"):
-        output_size(model, 100)
+        model.output_size(100)
 
 
 def test_deep_supervision_outputs_in_train_mode_only() -> None:
@@ -228,32 +235,44 @@ def test_center_crop_by_hand() -> None:
         center_crop(odd, (6, 2))
 
 
+LEVELS = "model.deep_supervision_levels"
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"name": "unet", "upsampling": "foo"}, "model.upsampling: 'foo' is not one of transpose, interp"),
-        ({"name": "unet", "colour": 1}, "model.colour: unknown key"),
-        ({"name": "vnet"}, "model.name: 'vnet' is not one of"),
-        ({"widths": [4, 8]}, "model.name"),
-        ({"name": "unet", "padding": "full"}, "model.padding"),
-        ({"name": "unet", "batchnorm": "yes"}, "model.batchnorm"),
-        ({"name": "unet", "dropout": 1.0}, "model.dropout"),
-        ({"name": "unet", "widths": [4]}, "model.widths"),
-        ({"name": "unet", "widths": [4, 8], "depth": 2}, "model.widths"),
-        ({"name": "unet", "base_width": 8}, "model.depth"),
-        ({"name": "unet_small", "widths": [8, 16]}, "model.widths: preset unet_small"),
-        ({"name": "unet_original", "padding": "same"}, "model.padding: preset unet_original"),
-        ({**TINY, "deep_supervision": True, "deep_supervision_levels": 2}, "model.deep_supervision_levels"),
+        ({"name": "unet", "widths": [4, 8], "depth": 2}, "model.widths: give either widths or base_width and depth"),
+        ({"name": "unet", "base_width": 8}, "model.depth: needed together with base_width"),
+        ({"name": "unet_residual", "depth": 2}, "model.base_width: needed together with depth"),
+        (
+            {**TINY, "deep_supervision": True, "deep_supervision_levels": 2},
+            "model.deep_supervision_levels: 2 is not in 1..1",
+        ),
+        # null levels mean depth - 1, which is 0 for a depth-1 net: no decoder level below the top
+        (
+            {"name": "unet", "widths": [4, 8], "deep_supervision": True},
+            "model.deep_supervision_levels: 0 is not in 1..0",
+        ),
     ],
 )
-def test_bad_spec_raises_input_error_naming_key(spec: dict, message: str) -> None:
-    with pytest.raises(InputError, match=message.replace(".", r"\.")):
+def test_cross_key_rules_raise_input_error_naming_key(spec: dict, message: str) -> None:
+    with pytest.raises(InputError, match="^config key " + re.escape(message)):
         build_model(spec, 1, 2)
 
 
 def test_error_names_caller_config_path() -> None:
-    with pytest.raises(InputError, match=r"experiments\.a\.model\.fusion"):
-        build_model({"name": "unet", "fusion": "mul"}, 1, 2, where="experiments.a.model")
+    with pytest.raises(InputError, match=r"^config key experiments\.a\.model\.depth: "):
+        build_model({"name": "unet", "base_width": 8}, 1, 2, where="experiments.a.model")
+
+
+def test_deep_supervision_levels_are_ignored_without_deep_supervision() -> None:
+    model = build_model({**TINY, "deep_supervision_levels": 5}, 1, 2)
+    assert model.config.deep_supervision_levels == 0 and len(model.aux_heads) == 0
+
+
+def test_a_section_without_its_defaults_is_refused_naming_the_key() -> None:
+    with pytest.raises(KeyError, match="experiments.a.model lacks 'padding'.*with_defaults"):
+        parse_model_spec({"name": "unet", "widths": [4, 8]}, "experiments.a.model")
 
 
 def test_presets_and_fusion_channel_counts() -> None:
@@ -273,10 +292,3 @@ def test_dropout_active_in_training_only() -> None:
     with torch.no_grad():
         assert not torch.equal(model.train()(images), model(images))
         torch.testing.assert_close(model.eval()(images), model(images))
-
-
-def test_unet_config_rejects_bad_values() -> None:
-    with pytest.raises(ValueError, match="padding 'full'"):
-        UNetConfig(widths=(4, 8), padding="full")
-    with pytest.raises(ValueError, match="deep_supervision_levels"):
-        UNetConfig(widths=(4, 8), deep_supervision_levels=1)

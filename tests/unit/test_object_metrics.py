@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.spatial.distance import cdist, directed_hausdorff
 from skimage.measure import label
 from skimage.metrics import adapted_rand_error
@@ -12,7 +13,6 @@ from segcore.evaluate.object_metrics import (
     hausdorff95,
     hausdorff_distance,
     label_objects,
-    match_objects,
     object_scores,
     pixel_error,
     rand_error,
@@ -68,69 +68,69 @@ def test_tgs_rejects_shape_mismatch_naming_both_shapes():
         tgs_average_precision(np.zeros((4, 4), bool), np.zeros((4, 5), bool))
 
 
-# --- object matching -------------------------------------------------------------------------------------
+# --- object matching (through object_scores) ------------------------------------------------------------
 
 
-def test_match_identical_objects_with_arbitrary_ids():
-    truth = np.zeros((10, 20), np.int32)
-    truth[1:4, 1:4], truth[5:9, 10:15] = 7, 1_000_000_000  # huge id: compacted, not used as an index
-    pred = np.where(truth == 7, 3, np.where(truth > 0, 60000, 0)).astype(np.uint16)
-    assert match_objects(truth, pred) == (2, 0, 0)
+def counts(scores: dict) -> tuple[int, int, int]:
+    return scores["true_positives"], scores["false_positives"], scores["false_negatives"]
+
+
+def test_matching_compacts_arbitrary_truth_instance_ids():
+    instances = np.zeros((10, 20), np.int32)
+    instances[1:4, 1:4], instances[5:9, 10:15] = 7, 1_000_000_000  # huge id: compacted, not used as an index
+    mask = (instances > 0).astype(np.uint8)
+    assert counts(object_scores(mask, mask, truth_instances=instances)) == (2, 0, 0)
 
 
 @pytest.mark.parametrize(
+    # Prediction: columns 1..split of the 10x10 truth square, a one-pixel gap, then the rest. A half is IoU
+    # 50/100 = 0.5 (not > 0.5, so no match); 60 pixels are IoU 0.6 and match.
     ("split_column", "expected"),
-    [(5, (0, 2, 1)), (6, (1, 1, 0))],  # halves: IoU 0.5 each (not > 0.5); 60/40 split: the larger matches
+    [(5, (0, 2, 1)), (6, (1, 1, 0))],
 )
 def test_match_split_object(split_column, expected):
-    truth = np.zeros((12, 12), np.uint16)
+    truth = np.zeros((12, 12), np.uint8)
     truth[1:11, 1:11] = 1
-    pred = np.zeros_like(truth)
-    pred[1:11, 1 : 1 + split_column] = 1
-    pred[1:11, 1 + split_column : 11] = 2
-    assert match_objects(truth, pred) == expected
+    pred = truth.copy()
+    pred[:, 1 + split_column] = 0
+    assert counts(object_scores(truth, pred)) == expected
 
 
 @pytest.mark.parametrize(("split_column", "expected"), [(5, (0, 1, 2)), (6, (1, 0, 1))])
 def test_match_merged_objects(split_column, expected):
-    truth = np.zeros((12, 12), np.uint16)
-    truth[1:11, 1 : 1 + split_column] = 1
-    truth[1:11, 1 + split_column : 11] = 2
-    pred = np.zeros_like(truth)
-    pred[1:11, 1:11] = 9
-    assert match_objects(truth, pred) == expected
+    truth = np.zeros((12, 12), np.uint8)
+    truth[1:11, 1:11] = 1
+    instances = np.zeros_like(truth, dtype=np.uint16)  # two touching truth objects, 10 x split and 10 x rest
+    instances[1:11, 1 : 1 + split_column], instances[1:11, 1 + split_column : 11] = 1, 2
+    assert counts(object_scores(truth, truth.copy(), truth_instances=instances)) == expected
 
 
 def test_match_missed_and_spurious_objects():
-    truth = np.zeros((10, 10), np.int32)
-    truth[0:3, 0:3], truth[6:9, 6:9] = 1, 2
+    truth = np.zeros((10, 10), np.uint8)
+    truth[0:3, 0:3], truth[6:9, 6:9] = 1, 1
     pred = np.zeros_like(truth)
-    pred[0:3, 0:3], pred[0:2, 7:9] = 5, 6  # finds object 1, misses 2, adds a spurious one
-    assert match_objects(truth, pred) == (1, 1, 1)
-    assert match_objects(truth, np.zeros_like(truth)) == (0, 0, 2)
-    assert match_objects(np.zeros_like(truth), pred) == (0, 2, 0)
+    pred[0:3, 0:3], pred[0:2, 7:9] = 1, 1  # finds object 1, misses 2, adds a spurious one
+    assert counts(object_scores(truth, pred)) == (1, 1, 1)
+    assert counts(object_scores(truth, np.zeros_like(truth))) == (0, 0, 2)
+    assert counts(object_scores(np.zeros_like(truth), pred)) == (0, 2, 0)
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_match_objects_against_brute_force_pairs(seed):
+def test_matching_against_brute_force_pairs(seed):
     truth = random_labels(seed)
-    # Prediction: the truth foreground with random 2x2 holes, relabelled, so some objects shrink a little
-    # (IoU > 0.5), some split or shrink a lot, and the ids differ from the truth's.
+    # Prediction: the truth foreground with random 2x2 holes, so some objects shrink a little (IoU > 0.5),
+    # some split or shrink a lot; its objects are its 4-connected components.
     holes = np.kron(np.random.default_rng(seed).random((24, 24)) < 0.15, np.ones((2, 2), bool))
-    pred = label((truth > 0) & ~holes, connectivity=1)
+    pred_mask = ((truth > 0) & ~holes).astype(np.uint8)
+    pred = label(pred_mask, connectivity=1)
     truth_ids, pred_ids = np.unique(truth[truth > 0]), np.unique(pred[pred > 0])
     passing = 0
     for t in truth_ids:
         for p in pred_ids:
             inter = np.count_nonzero((truth == t) & (pred == p))
             passing += inter / np.count_nonzero((truth == t) | (pred == p)) > 0.5
-    assert match_objects(truth, pred) == (passing, len(pred_ids) - passing, len(truth_ids) - passing)
-
-
-def test_match_rejects_threshold_below_half():
-    labels = np.ones((3, 3), np.int32)
-    with pytest.raises(ValueError, match="iou_threshold"):
-        match_objects(labels, labels, iou_threshold=0.3)
+    scores = object_scores((truth > 0).astype(np.uint8), pred_mask, truth_instances=truth)
+    assert counts(scores) == (passing, len(pred_ids) - passing, len(truth_ids) - passing)
 
 
 # --- object scores ---------------------------------------------------------------------------------------
@@ -141,6 +141,21 @@ def test_label_objects_is_per_class_and_4_connected():
     labels = label_objects(mask)
     assert len(np.unique(labels[labels > 0])) == 3
     assert labels[0, 2] == labels[1, 2] and labels[0, 0] != labels[1, 1]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_objects_numbers_class_by_class_like_scipy(seed):
+    """Reference: scipy.ndimage.label (4-connected by default in 2-D, ids in raster order) per class, class 1's
+    components first, each later class's offset by the count so far."""
+    mask = np.random.default_rng(seed).integers(0, 4, (30, 40)).astype(np.uint8)
+    expected, offset = np.zeros(mask.shape, np.int32), 0
+    for class_id in (1, 2, 3):
+        components, count = ndimage.label(mask == class_id)
+        expected[components > 0] = components[components > 0] + offset
+        offset += count
+    labels = label_objects(mask)
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, expected)
 
 
 def test_object_scores_zero_object_conventions():

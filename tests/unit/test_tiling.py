@@ -14,7 +14,7 @@ import torch
 from segcore.model.overlap_tile import (
     axis_tiling,
     blend_weights,
-    predict_class_mask,
+    class_mask,
     predict_probabilities,
     reflect_indices,
     tile_starts,
@@ -161,7 +161,7 @@ def test_class_mask_is_argmax_of_whole_image_prediction():
     model, image = _valid_net(), _image(61, 97, seed=3)
     m = VALID_MARGIN
     expected = _whole_image_softmax(model, _mirror_pad(image, m, m, m, m)).argmax(axis=0)
-    mask = predict_class_mask(model, image, num_classes=CLASSES, tile_size=TILE, margin=m, device="cpu")
+    mask = class_mask(predict_probabilities(model, image, num_classes=CLASSES, tile_size=TILE, margin=m, device="cpu"))
     assert mask.dtype == np.uint8 and mask.shape == (61, 97)
     np.testing.assert_array_equal(mask, expected)
 

@@ -15,6 +15,7 @@ from scipy.spatial.distance import cdist
 from skimage.draw import disk
 from skimage.segmentation import find_boundaries
 
+from segcore.augment.weight_files import class_weight_table, write_weight_maps
 from segcore.augment.weight_maps import (
     border_weights,
     border_weights_reference,
@@ -22,6 +23,8 @@ from segcore.augment.weight_maps import (
     class_weights_from_counts,
     weight_map,
 )
+from segcore.data.canonical import Sample, write_canonical
+from segcore.io import read_tiff
 
 W0, SIGMA = 10.0, 5.0
 NEGLIGIBLE = 1e-6 * W0  # the fast method may drop terms below this
@@ -265,13 +268,53 @@ def test_weight_map_background_only_and_everywhere():
 
 def test_weight_map_without_instances_is_class_weights():
     mask = np.array([[0, 1, 2], [2, 2, 0]], dtype=np.uint8)
-    result = weight_map(mask, np.zeros_like(mask, dtype=np.uint16), np.array([0.25, 1.5, 4.0]))
+    result = weight_map(mask, np.zeros_like(mask, dtype=np.uint16), np.array([0.25, 1.5, 4.0]), W0, SIGMA, True)
     np.testing.assert_array_equal(result, np.array([[0.25, 1.5, 4.0], [4.0, 4.0, 0.25]], dtype=np.float32))
 
 
 def test_weight_map_rejects_mismatched_shapes_and_unknown_classes():
     weights = np.array([1.0, 2.0])
     with pytest.raises(ValueError, match="shape"):
-        weight_map(np.zeros((4, 5), np.uint8), np.zeros((5, 4), np.uint16), weights)
+        weight_map(np.zeros((4, 5), np.uint8), np.zeros((5, 4), np.uint16), weights, W0, SIGMA, True)
     with pytest.raises(ValueError, match="class mask values"):
-        weight_map(np.full((4, 5), 2, np.uint8), np.zeros((4, 5), np.uint16), weights)
+        weight_map(np.full((4, 5), 2, np.uint8), np.zeros((4, 5), np.uint16), weights, W0, SIGMA, True)
+
+
+# --- the weights step's files ---------------------------------------------------------------------------
+
+
+def tiny_shard(folder, masks: dict[str, np.ndarray]) -> None:
+    """A canonical folder of samples with the given class masks (instances: the mask's components)."""
+    samples = [
+        Sample(
+            sample_id, np.zeros(mask.shape, np.uint8), mask.astype(np.uint8), ndi.label(mask > 0)[0].astype(np.uint16)
+        )
+        for sample_id, mask in masks.items()
+    ]
+    write_canonical(folder, samples, num_classes=3)
+
+
+def test_class_weight_table_counts_every_shard(tmp_path):
+    tiny_shard(tmp_path / "s0", {"a": np.array([[0, 0, 1], [0, 0, 1]])})  # 4 background, 2 class 1
+    tiny_shard(tmp_path / "s1", {"b": np.array([[0, 0, 0], [0, 0, 0]]), "c": np.array([[1, 0, 0]])})
+    table = class_weight_table([tmp_path / "s0", tmp_path / "s1"], ["background", "cell", "nucleus"])
+    # background 4 + 6 + 2 = 12, class 1 2 + 1 = 3, of 15 pixels: w = 15 / (2 * count) for the two present
+    # classes, 1 for the absent one
+    assert table["pixels"].tolist() == [12, 3, 0]
+    np.testing.assert_allclose(table["weight"], [15 / 24, 15 / 6, 1.0], rtol=1e-6)
+    assert table[["class", "name"]].values.tolist() == [[0, "background"], [1, "cell"], [2, "nucleus"]]
+
+
+def test_write_weight_maps_writes_one_map_per_sample_atomically(tmp_path):
+    mask = np.zeros((3, 12), np.uint8)
+    mask[1, [0, 4, 10]] = 1
+    tiny_shard(tmp_path / "s0", {"p": mask, "empty": np.zeros((3, 12), np.uint8)})
+    class_weights = np.array([0.5, 2.0], np.float32)
+    count = write_weight_maps(tmp_path / "s0", tmp_path / "w", class_weights, w0=W0, sigma=SIGMA, background_only=True)
+    assert count == 2 and sorted(path.name for path in (tmp_path / "w").iterdir()) == ["empty.tif", "p.tif"]
+    written = read_tiff(tmp_path / "w" / "p.tif")
+    assert written.dtype == np.float32 and written.shape == (3, 12)
+    # background pixel (1, 2), between single-pixel objects 2 px left and right: 0.5 + 10 exp(-16/50)
+    assert written[1, 2] == pytest.approx(0.5 + 7.2614904, abs=1e-5)
+    assert written[1, 4] == pytest.approx(2.0)
+    np.testing.assert_array_equal(read_tiff(tmp_path / "w" / "empty.tif"), np.full((3, 12), 0.5, np.float32))

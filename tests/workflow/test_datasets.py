@@ -306,3 +306,17 @@ def test_a_downloaded_zip_is_unpacked_and_imported_unless_a_member_escapes(tmp_p
         )
         manifest = pd.read_csv(tmp_path / "results" / "zipped" / "data" / "manifest.tsv", sep="\t")
         assert sorted(manifest["id"]) == ["cell00", "cell01", "cell02", "cell03"]
+
+
+def test_a_bad_import_section_stops_before_any_job_naming_every_key(tmp_path):
+    """config/schema.yaml checks dataset.import whole (keys per format, encoding shape) before Snakemake
+    plans anything; the per-key cases are unit-tested in tests/unit/test_config_schema.py."""
+    config = yaml.safe_load(TEMPLATE.read_text())
+    config["dataset"]["import"] |= {"format": "tiff_stack", "encoding": {"type": "value_table", "values": {}}}
+    result = run_workflow(tmp_path, [write_yaml(tmp_path / "bad.yaml", config)], "--dry-run", timeout=120)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    unknown = "config key dataset.import: Unevaluated properties are not allowed ('image_pattern', 'mask_pattern'"
+    assert unknown in output
+    assert "config key dataset.import.encoding.values: {} should be non-empty" in output
+    assert not (tmp_path / "results").exists()

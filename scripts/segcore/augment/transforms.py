@@ -9,24 +9,37 @@ masks use nearest-neighbour interpolation so no new label values appear.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import elasticdeform
 import numpy as np
 
 from segcore.augment.imgaug_compat import iaa
-from segcore.data.canonical import Sample
+from segcore.data.canonical import Sample, read_sample
 
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """What an augmented copy may do. Defaults are the U-Net paper's elastic deformation."""
+    """What an augmented copy may do: the ``augment`` config section's transform keys (defaults in
+    config/schema.yaml: the U-Net paper's elastic deformation) and the image's interpolation order."""
 
-    flips: bool = True
-    elastic: bool = True
-    elastic_points: int = 3  # control points per axis of the coarse displacement grid
-    elastic_sigma: float = 10.0  # standard deviation of the displacements, in pixels
-    image_order: int = 3  # spline order for the image (3 = cubic); masks always use 0 (nearest)
+    flips: bool
+    elastic: bool
+    elastic_points: int  # control points per axis of the coarse displacement grid
+    elastic_sigma: float  # standard deviation of the displacements, in pixels
+    image_order: int = 3  # not a config key: spline order for the image (3 = cubic); masks always use 0
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> AugmentSettings:
+        """The settings of an ``augment`` section with its defaults filled in (``copies`` is not one)."""
+        return cls(
+            flips=bool(section["flips"]),
+            elastic=bool(section["elastic"]),
+            elastic_points=int(section["elastic_points"]),
+            elastic_sigma=float(section["elastic_sigma"]),
+        )
 
 
 def copy_seed(seed: int, sample_id: str, copy_index: int) -> list[int]:
@@ -88,3 +101,17 @@ def augment_sample(sample: Sample, seed: int, copy_index: int, settings: Augment
     return Sample(
         id=augmented_id(sample.id, copy_index), image=image, mask=mask, instances=instances, group=sample.group
     )
+
+
+def training_samples(data_dir: str, ids: Sequence[str], seed: int, section: Mapping[str, Any]) -> Iterator[Sample]:
+    """Each training original of ``ids`` (read from the canonical folder ``data_dir``), followed by its
+    augmented copies 1..``copies``; ``section`` is the ``augment`` config section with its defaults filled in.
+
+    Samples are produced one at a time, so a shard never sits in memory whole.
+    """
+    settings = AugmentSettings.from_config(section)
+    for sample_id in ids:
+        original = read_sample(data_dir, sample_id)
+        yield original
+        for copy_index in range(1, section["copies"] + 1):
+            yield augment_sample(original, seed, copy_index, settings)

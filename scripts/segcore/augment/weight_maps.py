@@ -211,9 +211,9 @@ def weight_map(
     mask: np.ndarray,
     instances: np.ndarray,
     class_weights: np.ndarray,
-    w0: float = 10.0,
-    sigma: float = 5.0,
-    background_only: bool = True,
+    w0: float,
+    sigma: float,
+    background_only: bool,
 ) -> np.ndarray:
     """Full U-Net weight map ``w_c(x) + border term`` for one image.
 
@@ -221,12 +221,12 @@ def weight_map(
         mask: ``(H, W)`` integer class ids in ``[0, K)``, 0 = background.
         instances: ``(H, W)`` non-negative integer instance ids, 0 = no object.
         class_weights: ``(K,)`` class weights, e.g. from :func:`class_weights_from_counts`.
-        w0: weight of the border term (>= 0).
-        sigma: length scale of the border term in pixels (> 0).
-        background_only: True (the paper's intent) adds the border term only where ``mask == 0``, so the
-            large weight lands on the background gaps separating touching objects; False adds it at every
-            pixel, which also up-weights object pixels near another object (inside an object d1 = 0, so
-            its rim next to a touching neighbour gets nearly w0).
+        w0: weight of the border term (>= 0); ``weights.w0`` of the config.
+        sigma: length scale of the border term in pixels (> 0); ``weights.sigma``.
+        background_only: ``weights.background_only``. True (the paper's intent) adds the border term only
+            where ``mask == 0``, so the large weight lands on the background gaps separating touching
+            objects; False adds it at every pixel, which also up-weights object pixels near another object
+            (inside an object d1 = 0, so its rim next to a touching neighbour gets nearly w0).
 
     Returns:
         ``float32`` ``(H, W)`` weight map (fast border method, :func:`border_weights`).

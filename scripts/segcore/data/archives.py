@@ -131,6 +131,18 @@ def check_members(members: list[ArchiveMember], archive: Path) -> list[str]:
     return names
 
 
+def unpacked_folder(archive: str) -> str:
+    """The folder an archive unpacks into beside itself: its relative path without the archive suffix.
+
+    ``"data/x.tar.gz"`` -> ``"data/x"`` (the longest matching suffix, case-insensitive). config/schema.yaml
+    admits only such names in ``dataset.download.extract``; any other raises ValueError.
+    """
+    for suffix in sorted(TAR_SUFFIXES + ZIP_SUFFIXES, key=len, reverse=True):  # ".tar.gz" before ".tar"
+        if archive.lower().endswith(suffix) and len(archive) > len(suffix):
+            return archive[: -len(suffix)]
+    raise ValueError(f"{archive!r} has no archive suffix ({', '.join(ZIP_SUFFIXES + TAR_SUFFIXES)})")
+
+
 def _archive_kind(archive: Path) -> str:
     name = archive.name.lower()
     if name.endswith(ZIP_SUFFIXES):

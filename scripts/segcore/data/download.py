@@ -4,15 +4,16 @@ A file is streamed to a temporary name beside its destination and hashed on the 
 place only when its SHA-256 matches, so the destination either holds the verified bytes or does not exist.
 Transient failures (refused or reset connections, timeouts, a body shorter than its Content-Length) are
 retried with exponential backoff; permanent ones (HTTP 4xx, a missing local file, a checksum mismatch) are
-not, because repeating them cannot help.
+not, because repeating them cannot help. :func:`fetch_dataset` applies the ``dataset.download`` config
+section: every file verified, then the listed archives unpacked, all in a folder that appears only whole.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
-import re
 import ssl
 import time
 import urllib.error
@@ -20,13 +21,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from segcore.io import InputError, atomic_path
+from segcore.data.archives import extract_archive, unpacked_folder
+from segcore.io import InputError, atomic_dir, atomic_path
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
-SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
-# Lines of `sha256sum` output: digest, two spaces (or space + '*' in binary mode), path.
-SHA256SUMS_LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<path>.+)")
 # HTTP codes worth retrying: request timeout, rate limiting and every server-side (5xx) error.
 RETRYABLE_HTTP_CODES = frozenset({408, 429})
 PERMANENT_URL_REASONS = (FileNotFoundError, PermissionError, IsADirectoryError, ssl.SSLCertVerificationError)
@@ -74,40 +76,31 @@ def _fetch_once(url: str, tmp: Path, timeout_s: float) -> str:
     return digest.hexdigest()
 
 
-def _check_digest_format(sha256: str, url: str) -> str:
-    if not isinstance(sha256, str) or not SHA256_PATTERN.fullmatch(sha256):
-        raise InputError(f"{url}: expected sha256 must be 64 hex digits, got {sha256!r}")
-    return sha256.lower()
-
-
 def download_file(
     url: str,
     dest: str | os.PathLike,
     sha256: str,
     *,
-    retries: int = 4,
-    backoff_s: float = 0.5,
-    timeout_s: float = 30,
+    retries: int,
+    backoff_s: float,
+    timeout_s: float,
 ) -> Path:
     """Download ``url`` to ``dest`` and verify its SHA-256; return ``dest`` as a Path.
 
-    ``url`` is http://, https:// or file://. If ``dest`` already holds a file with digest ``sha256`` it is
+    ``url`` is http://, https:// or file://; ``sha256`` is 64 hex digits (config/schema.yaml checks both in
+    ``dataset.download``, and ``retries >= 0``, ``backoff_s >= 0``, ``timeout_s > 0``, with their defaults).
+    If ``dest`` already holds a file with digest ``sha256`` it is
     kept and nothing is fetched; a file with another digest is deleted first. Transient failures are
     retried up to ``retries`` times (so at most ``retries + 1`` attempts), sleeping
     ``backoff_s * 2**attempt`` seconds before retry number ``attempt + 1``; ``timeout_s`` bounds each
     socket wait.
 
-    Raises :class:`InputError` naming the URL on a malformed ``sha256``, an unsupported scheme, a digest
-    mismatch (expected and actual digests in the message; never retried), an HTTP 4xx answer or a missing
-    local file (not retried), or when every attempt failed (the last error in the message). In every error
-    case no file is left at ``dest`` or beside it.
+    Raises :class:`InputError` naming the URL on a digest mismatch (expected and actual digests in the
+    message; never retried), an HTTP 4xx answer or a missing local file (not retried), or when every
+    attempt failed (the last error in the message). In every error case no file is left at ``dest`` or
+    beside it.
     """
-    expected = _check_digest_format(sha256, url)
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https", "file"):
-        raise InputError(f"{url}: unsupported URL scheme {scheme!r} (use http, https or file)")
-    if retries < 0 or backoff_s < 0 or timeout_s <= 0:
-        raise ValueError(f"need retries >= 0, backoff_s >= 0, timeout_s > 0; got {retries}, {backoff_s}, {timeout_s}")
+    expected = sha256.lower()
     dest_path = Path(dest)
     if dest_path.is_file():
         if sha256_of_file(dest_path) == expected:
@@ -139,29 +132,6 @@ def download_file(
                 ) from error
             time.sleep(backoff_s * 2**attempt)
     raise AssertionError("unreachable: the loop returns or raises")
-
-
-def parse_sha256sums(path: str | os.PathLike) -> dict[str, str]:
-    """Map relative path -> lower-case digest from a ``sha256sum`` listing such as ``<digest>  ./png/0.png``.
-
-    A leading ``./`` is removed from each path (``png/0.png``); blank lines and ``#`` comments are skipped.
-    Raises :class:`InputError` naming the file and line number for a malformed line, an absolute path or
-    one with ``..`` in it, or a path listed twice with different digests.
-    """
-    sums: dict[str, str] = {}
-    source = Path(path)
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = SHA256SUMS_LINE.fullmatch(line.rstrip("\r\n"))
-        if match is None:
-            raise InputError(f"{source}:{number}: not a '<sha256>  <path>' line: {line!r}")
-        relative = _safe_relative(match["path"], f"{source}:{number}")
-        digest = match["digest"].lower()
-        if sums.get(relative, digest) != digest:
-            raise InputError(f"{source}:{number}: {relative} listed twice with different digests")
-        sums[relative] = digest
-    return sums
 
 
 def _safe_relative(path_text: str, where: str) -> str:
@@ -202,3 +172,37 @@ def download_files(
         safe = _safe_relative(relative, str(root))
         paths.append(download_file(join_url(base_url, safe), root / safe, digest, **download_options))
     return paths
+
+
+def fetch_dataset(settings: Mapping[str, Any], dest_dir: str | os.PathLike) -> list[Path]:
+    """Every file of the ``dataset.download`` section into ``dest_dir``, verified, with archives unpacked.
+
+    ``settings`` has the schema's defaults filled in. Files come from ``mirror_url`` when set, else from
+    ``base_url``; each archive in ``extract`` is unpacked beside itself into a folder named without its
+    suffix (:func:`segcore.data.archives.unpacked_folder`). Everything happens in a temporary folder that
+    replaces ``dest_dir`` only once every file is verified and every archive unpacked, so a failure keeps
+    nothing. Returns the downloaded files (not the unpacked ones).
+
+    Raises :class:`InputError` naming ``dataset.download.extract`` for an archive that ``files`` does not
+    list (a rule spanning two keys), and naming the URL or archive member for a failed download or an
+    unsafe archive.
+    """
+    files = settings["files"]
+    unlisted = [archive for archive in settings["extract"] if archive not in files]
+    if unlisted:
+        raise InputError(
+            f"config key dataset.download.extract: {unlisted[0]!r} is not listed in dataset.download.files"
+        )
+    base_url = settings["mirror_url"] or settings["base_url"]
+    log.info("downloading %d files from %s", len(files), base_url)
+    with atomic_dir(dest_dir) as folder:
+        paths = download_files(
+            base_url, files, folder,
+            retries=settings["retries"], backoff_s=settings["backoff_s"], timeout_s=settings["timeout_s"],
+        )  # fmt: skip
+        log.info("verified %d files, %d bytes", len(paths), sum(path.stat().st_size for path in paths))
+        for archive in settings["extract"]:
+            target = unpacked_folder(archive)
+            members = extract_archive(folder / archive, folder / target)
+            log.info("unpacked %s: %d files into %s", archive, len(members), Path(dest_dir) / target)
+    return [Path(dest_dir) / path.relative_to(folder) for path in paths]

@@ -56,14 +56,14 @@ def as_image(raw: np.ndarray, path: Path) -> np.ndarray:
     return image
 
 
-def pattern_regex(pattern: str, where: str) -> re.Pattern[str]:
+def pattern_regex(pattern: str) -> re.Pattern[str]:
     """Compile a file-name pattern with exactly one ``{id}`` (and optional ``*`` wildcards) to a regex.
 
     ``{id}`` captures the longest run of characters other than ``/``; ``*`` matches any run without
     ``/``; everything else is literal (case-sensitive). A ``/`` in the pattern matches subfolders.
+    config/schema.yaml checks that a configured pattern holds ``{id}`` once (``$defs/file_pattern``); any
+    other count raises ValueError here.
     """
-    if pattern.count("{id}") != 1:
-        raise InputError(f"{where}: pattern {pattern!r} must contain '{{id}}' exactly once")
     before, after = pattern.split("{id}")
 
     def literal_with_wildcards(piece: str) -> str:
@@ -86,8 +86,8 @@ def find_files(folder: Path, pattern: str, where: str, exclude_patterns: Sequenc
     ``where`` if the folder is missing, and naming both files if two files give the same id (``a.png``
     and ``a.tif`` under ``{id}.*``).
     """
-    regex = pattern_regex(pattern, where)
-    excludes = [pattern_regex(excluded, where) for excluded in exclude_patterns]
+    regex = pattern_regex(pattern)
+    excludes = [pattern_regex(excluded) for excluded in exclude_patterns]
     if not folder.is_dir():
         raise InputError(f"{where}: folder {folder} does not exist")
     candidates = folder.rglob("*") if "/" in pattern else folder.iterdir()

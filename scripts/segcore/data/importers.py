@@ -3,7 +3,7 @@
 Two layouts are supported:
 
 - a folder of images and a folder of masks (optionally a folder of instance images), paired by the
-  ``{id}`` part of their file names (:func:`import_folder`);
+  ``{id}`` part of their file names (:func:`pair_folder_files`, :func:`iter_folder_samples`);
 - a multi-page image TIFF and a multi-page label TIFF with one sample per page, as ISBI 2012 ships
   ``train-volume.tif`` / ``train-labels.tif`` (:func:`import_tiff_stacks`).
 
@@ -15,9 +15,10 @@ naming the file(s). :func:`import_dataset`, the config-driven entry point, write
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,12 +36,6 @@ from segcore.data.mask_encodings import (
 from segcore.io import InputError
 
 LISTED_AT_MOST = 5  # file names quoted in a "missing partner" message; the rest are counted
-PATH_KEYS = ("images", "masks", "instances")
-COMMON_SOURCE_KEYS = {"format", "images", "masks", "instances", "encoding", "connectivity"}
-SOURCE_KEYS = {
-    "folder": COMMON_SOURCE_KEYS | {"image_pattern", "mask_pattern", "instance_pattern"},
-    "tiff_stack": COMMON_SOURCE_KEYS,
-}
 
 
 @dataclass(frozen=True)
@@ -81,8 +76,8 @@ def _literal_length(pattern: str) -> int:
 def pair_folder_files(
     images_dir: Path,
     masks_dir: Path,
-    image_pattern: str = "{id}.png",
-    mask_pattern: str = "{id}.png",
+    image_pattern: str,
+    mask_pattern: str,
     instances_dir: Path | None = None,
     instance_pattern: str | None = None,
 ) -> list[SampleFiles]:
@@ -90,9 +85,9 @@ def pair_folder_files(
 
     Patterns are described in :func:`segcore.data.image_files.pattern_regex`. Folders may be shared: a file
     matching the patterns of two roles goes to the more specific pattern (more literal characters), so
-    ``{id}.png`` images and ``{id}_mask.png`` masks can live together. ``instance_pattern``
-    defaults to ``mask_pattern``. Raises :class:`InputError` for an empty image folder, duplicate ids,
-    or any file without its partner (naming the files).
+    ``{id}.png`` images and ``{id}_mask.png`` masks can live together. ``instances_dir`` None: no
+    instance files; ``instance_pattern`` None: ``mask_pattern``. Raises :class:`InputError` for an empty
+    image folder, duplicate ids, or any file without its partner (naming the files).
     """
     instance_pattern = instance_pattern or mask_pattern
     roles = {"images": (images_dir, image_pattern), "masks": (masks_dir, mask_pattern)}
@@ -140,7 +135,7 @@ def build_sample(
     raw_instances: np.ndarray | None,
     encoding: MaskEncoding,
     names: Sequence[str],
-    connectivity: int = 1,
+    connectivity: int,
 ) -> Sample:
     """Check and convert one sample's raw arrays; ``names`` (image, mask[, instances]) label messages.
 
@@ -161,7 +156,7 @@ def build_sample(
     return Sample(id=sample_id, image=image, mask=mask, instances=instances)
 
 
-def load_folder_sample(files: SampleFiles, encoding: MaskEncoding, connectivity: int = 1) -> Sample:
+def load_folder_sample(files: SampleFiles, encoding: MaskEncoding, connectivity: int) -> Sample:
     """Read and convert the files of one folder sample (see :func:`build_sample`)."""
     raw_instances = read_raw(files.instances) if files.instances is not None else None
     names = (str(files.image), str(files.mask), str(files.instances))
@@ -170,31 +165,15 @@ def load_folder_sample(files: SampleFiles, encoding: MaskEncoding, connectivity:
     )
 
 
-def iter_folder_samples(pairs: list[SampleFiles], encoding: MaskEncoding, connectivity: int = 1) -> Iterator[Sample]:
-    """Load the samples of ``pairs`` one at a time, so a large dataset never sits in memory whole."""
-    for files in pairs:
-        yield load_folder_sample(files, encoding, connectivity)
-
-
-def import_folder(
-    images_dir: Path,
-    masks_dir: Path,
-    image_pattern: str = "{id}.png",
-    mask_pattern: str = "{id}.png",
-    instances_dir: Path | None = None,
-    instance_pattern: str | None = None,
-    *,
-    encoding: MaskEncoding,
-    connectivity: int = 1,
-) -> list[Sample]:
-    """All samples of a folder dataset, in natural id order (pairing as in :func:`pair_folder_files`).
+def iter_folder_samples(pairs: list[SampleFiles], encoding: MaskEncoding, connectivity: int) -> Iterator[Sample]:
+    """Load the samples of ``pairs`` one at a time, so a large dataset never sits in memory whole.
 
     Images are PNG, TIFF or JPEG, grey or RGB(A) (alpha dropped), 8- or 16-bit kept as stored; masks are
-    converted with ``encoding``. Raises :class:`InputError` naming the file(s) for any pairing problem,
-    an unreadable or truncated file, an image/mask size mismatch or an undeclared mask value or colour.
+    converted with ``encoding``. Raises :class:`InputError` naming the file(s) for an unreadable or truncated
+    file, an image/mask size mismatch or an undeclared mask value or colour.
     """
-    pairs = pair_folder_files(images_dir, masks_dir, image_pattern, mask_pattern, instances_dir, instance_pattern)
-    return list(iter_folder_samples(pairs, encoding, connectivity))
+    for files in pairs:
+        yield load_folder_sample(files, encoding, connectivity)
 
 
 def read_stack_pages(path: Path) -> list[np.ndarray]:
@@ -212,7 +191,7 @@ def import_tiff_stacks(
     *,
     encoding: MaskEncoding,
     instance_stack_path: Path | None = None,
-    connectivity: int = 1,
+    connectivity: int,
 ) -> list[Sample]:
     """One sample per page of an image TIFF stack and its label stack (ISBI 2012 layout).
 
@@ -236,60 +215,37 @@ def import_tiff_stacks(
     return samples
 
 
-def _source_value(source_cfg: Mapping, key: str, kind: type, default: object, config_key: str) -> object:
-    """``source_cfg[key]`` or ``default``; InputError naming the key if set but not a non-empty ``kind``."""
-    value = source_cfg.get(key, default)
-    if value is not None and not (isinstance(value, kind) and str(value)):
-        raise InputError(f"{config_key}.{key}: expected a non-empty {kind.__name__}, got {value!r}")
-    return value
-
-
 def import_dataset(
-    source_cfg: Mapping, root: Path, dest: Path, class_names: Sequence[str], *, config_key: str = "source"
+    settings: Mapping[str, Any],
+    root: Path,
+    dest: Path,
+    class_names: Sequence[str],
+    *,
+    config_key: str = "dataset.import",
 ) -> pd.DataFrame:
-    """Import a dataset described by ``source_cfg`` into the canonical folder ``dest``; return its manifest.
+    """Import the dataset ``settings`` describe into the canonical folder ``dest``; return its manifest.
 
-    Keys of ``source_cfg`` (relative paths are resolved against ``root``; ``config_key`` prefixes messages):
+    ``settings`` is the ``dataset.import`` section with the schema's defaults filled in (config/schema.yaml
+    describes every key; the Snakefile fills them, code that writes a section by hand uses
+    :func:`segcore.config_schema.with_defaults`). Relative paths are resolved against ``root``, an absolute
+    path stands as it is; ``config_key`` names the section in messages. ``instances`` absent: each class's
+    connected components (of ``connectivity``) are its objects.
 
-    - ``format`` (required): ``folder`` or ``tiff_stack``.
-    - ``images``, ``masks`` (required): folders (``folder``) or multi-page TIFF files (``tiff_stack``).
-    - ``instances`` (optional): folder / TIFF stack of instance images; without it instances are the
-      connected components of each mask class.
-    - ``image_pattern``, ``mask_pattern`` (``folder`` only; default ``"{id}.png"``) and
-      ``instance_pattern`` (default: ``mask_pattern``): file names with one ``{id}``, ``*`` wildcards.
-    - ``encoding`` (default ``classes``): see :mod:`segcore.data.mask_encodings`, e.g.
-      ``{type: value_table, values: {0: 0, 255: 1}}`` for ISBI 2012.
-    - ``connectivity`` (default 1): 1 = edge neighbours, 2 = also diagonal, for derived instances.
-
-    ``len(class_names)`` is the number of classes (>= 2). Raises :class:`InputError` naming the key for an
-    unknown or missing key or a bad value, and naming the file(s) for any bad input; ``dest`` is then
-    left as it was.
+    ``len(class_names)`` is the number of classes; the encoding's class ids must lie below it (checked here,
+    as it spans two config keys). Raises :class:`InputError` naming the key for that, and naming the file(s)
+    for any bad input; ``dest`` is then left as it was.
     """
-    data_format = source_cfg.get("format")
-    if data_format not in SOURCE_KEYS:
-        raise InputError(f"{config_key}.format: {data_format!r} is not one of {', '.join(SOURCE_KEYS)}")
-    unknown = set(source_cfg) - SOURCE_KEYS[data_format]
-    if unknown:
-        raise InputError(f"{config_key}: unknown key(s) {sorted(unknown)} for format {data_format}")
-    paths = {key: _source_value(source_cfg, key, str, None, config_key) for key in PATH_KEYS}
-    for key in ("images", "masks"):
-        if paths[key] is None:
-            raise InputError(f"{config_key}.{key}: required for format {data_format}")
-    # An absolute path in the config replaces root.
-    images, masks, instances = (Path(root) / paths[key] if paths[key] else None for key in paths)
-    connectivity = source_cfg.get("connectivity", 1)
-    if connectivity not in (1, 2) or isinstance(connectivity, bool):
-        raise InputError(f"{config_key}.connectivity: expected 1 or 2, got {connectivity!r}")
-    encoding_cfg = source_cfg.get("encoding", "classes")
-    encoding = parse_encoding(encoding_cfg, len(class_names), f"{config_key}.encoding")
-    if data_format == "tiff_stack":
-        samples = import_tiff_stacks(
+    images, masks = (Path(root) / settings[key] for key in ("images", "masks"))
+    instances = Path(root) / settings["instances"] if "instances" in settings else None
+    encoding = parse_encoding(settings["encoding"], len(class_names), f"{config_key}.encoding")
+    connectivity = settings["connectivity"]
+    if settings["format"] == "tiff_stack":
+        samples: Iterable[Sample] = import_tiff_stacks(
             images, masks, encoding=encoding, instance_stack_path=instances, connectivity=connectivity
         )
-        return write_canonical(dest, samples, encoding.num_classes)
-    pattern_defaults = {"image_pattern": "{id}.png", "mask_pattern": "{id}.png", "instance_pattern": None}
-    image_pattern, mask_pattern, instance_pattern = (
-        _source_value(source_cfg, key, str, default, config_key) for key, default in pattern_defaults.items()
-    )
-    pairs = pair_folder_files(images, masks, image_pattern, mask_pattern, instances, instance_pattern)
-    return write_canonical(dest, iter_folder_samples(pairs, encoding, connectivity), encoding.num_classes)
+    else:
+        pairs = pair_folder_files(
+            images, masks, settings["image_pattern"], settings["mask_pattern"], instances, settings["instance_pattern"]
+        )
+        samples = iter_folder_samples(pairs, encoding, connectivity)
+    return write_canonical(dest, samples, encoding.num_classes)

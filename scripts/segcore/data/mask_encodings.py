@@ -11,29 +11,22 @@ against the number of classes) once from the config before any file is read:
 - ``colour_table``: an RGB colour -> class id map; keys are ``"#rrggbb"``, ``"r,g,b"`` or an (r, g, b)
   tuple; any colour not in the table is an error.
 
-Config form: ``{type: value_table, values: {0: 0, 255: 1}}``, ``{type: colour_table, colours:
-{"#ff0000": 1}}``, ``{type: binary, threshold: 127}``, ``{type: classes}``; a bare string ``classes`` or
-``binary`` is accepted too.
+Config form (``dataset.import.encoding``, whose shape config/schema.yaml checks): ``{type: value_table,
+values: {0: 0, 255: 1}}``, ``{type: colour_table, colours: {"#ff0000": 1}}``, ``{type: binary, threshold:
+127}``, ``{type: classes}``, or a bare string ``classes`` or ``binary``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from skimage import measure, segmentation
 
 from segcore.io import InputError
 
-# Encoding type -> the keys it accepts besides "type".
-ENCODING_KEYS = {
-    "classes": set(),
-    "binary": {"threshold"},
-    "value_table": {"values"},
-    "colour_table": {"colours"},
-}
 MAX_INSTANCES = np.iinfo(np.uint16).max  # canonical instance masks are uint16
 
 
@@ -47,33 +40,12 @@ class MaskEncoding:
     table: Mapping[int, int] = field(default_factory=dict)
 
 
-def _as_int(value: object, where: str) -> int:
-    """``value`` as an int (YAML gives ints, JSON gives digit strings); InputError naming ``where``."""
-    if isinstance(value, bool):
-        raise InputError(f"{where}: expected an integer, got {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: expected an integer, got {value!r}") from None
-    if isinstance(value, float) and number != value:
-        raise InputError(f"{where}: expected an integer, got {value!r}")
-    return number
-
-
-def parse_colour(key: object, where: str) -> tuple[int, int, int]:
-    """An ``"#rrggbb"``, ``"r,g,b"`` or (r, g, b) colour as a tuple of three ints in 0..255."""
+def parse_colour(key: str | Sequence[int]) -> tuple[int, int, int]:
+    """An ``"#rrggbb"`` or ``"r,g,b"`` colour (as the schema admits them) or an (r, g, b) sequence as ints."""
     if isinstance(key, str) and key.startswith("#"):
-        if not re.fullmatch(r"#[0-9a-fA-F]{6}", key):
-            raise InputError(f"{where}: colour {key!r} must be '#rrggbb', 'r,g,b' or [r, g, b]")
-        components = [int(key[start : start + 2], 16) for start in (1, 3, 5)]
+        red, green, blue = (int(key[start : start + 2], 16) for start in (1, 3, 5))
     else:
-        parts = key.split(",") if isinstance(key, str) else key
-        if not isinstance(parts, (list, tuple)) or len(parts) != 3:
-            raise InputError(f"{where}: colour {key!r} must be '#rrggbb', 'r,g,b' or [r, g, b]")
-        components = [_as_int(part.strip() if isinstance(part, str) else part, where) for part in parts]
-    if not all(0 <= component <= 255 for component in components):
-        raise InputError(f"{where}: colour {key!r} has a component outside 0..255")
-    red, green, blue = components
+        red, green, blue = (int(part) for part in (key.split(",") if isinstance(key, str) else key))
     return red, green, blue
 
 
@@ -83,51 +55,31 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
-def _class_id(value: object, num_classes: int, where: str) -> int:
-    class_id = _as_int(value, where)
-    if not 0 <= class_id < num_classes:
-        raise InputError(f"{where}: class id {class_id} is outside 0..{num_classes - 1}")
-    return class_id
+def parse_encoding(config: Mapping[str, Any] | str, num_classes: int, where: str = "encoding") -> MaskEncoding:
+    """The encoding a config describes (module docstring), checked against ``num_classes``.
 
-
-def parse_encoding(config: Mapping | str, num_classes: int, where: str = "encoding") -> MaskEncoding:
-    """Check an encoding config (see the module docstring) against ``num_classes``.
-
-    Raises :class:`InputError` naming ``where`` and the key for an unknown type, unknown keys, a class id
-    outside ``0..num_classes-1``, a malformed colour or value, or a table listing one colour twice.
+    ``config`` has the shape config/schema.yaml checks; ``where`` is its config path in messages. The
+    rules that need more than the one key are checked here: every class id lies in ``0..num_classes-1``
+    (``num_classes`` = the length of ``dataset.classes``), and no table lists one grey value or colour
+    twice (``"#ff0000"`` and ``"255,0,0"`` are one colour). Raises :class:`InputError` naming the entry.
     """
-    if num_classes < 2:
-        raise InputError(f"{where}: at least 2 classes (background + one) are needed, got {num_classes}")
-    if not isinstance(config, (str, Mapping)):
-        raise InputError(f"{where}: expected an encoding name or mapping, got {config!r}")
     spec = {"type": config} if isinstance(config, str) else dict(config)
-    kind = spec.pop("type", None)
-    if kind not in ENCODING_KEYS:
-        raise InputError(f"{where}.type: {kind!r} is not one of {', '.join(ENCODING_KEYS)}")
-    unknown = set(spec) - ENCODING_KEYS[kind]
-    if unknown:
-        raise InputError(f"{where}: unknown key(s) {sorted(unknown)} for type {kind}")
-    if kind == "binary":
-        threshold = spec.get("threshold")
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
-            raise InputError(f"{where}.threshold: expected a number, got {threshold!r}")
-        return MaskEncoding(kind, num_classes, threshold=threshold)
-    if kind == "classes":
-        return MaskEncoding(kind, num_classes)
+    kind = spec["type"]
+    if kind in ("classes", "binary"):
+        # threshold absent (always for the bare string "binary"): any non-zero value is foreground.
+        return MaskEncoding(kind, num_classes, threshold=spec.get("threshold"))
     key = "values" if kind == "value_table" else "colours"
-    raw_table = spec.get(key)
-    if not isinstance(raw_table, Mapping) or not raw_table:
-        raise InputError(f"{where}.{key}: expected a non-empty mapping, got {raw_table!r}")
     table: dict[int, int] = {}
-    for raw_key, raw_class in raw_table.items():
-        entry = f"{where}.{key}[{raw_key!r}]"
-        if kind == "value_table":
-            packed = _as_int(raw_key, entry)
-        else:
-            packed = int(pack_rgb(np.array(parse_colour(raw_key, entry))))
+    for raw_key, class_id in spec[key].items():
+        entry = f"config key {where}.{key}[{raw_key!r}]"
+        packed = int(raw_key) if kind == "value_table" else int(pack_rgb(np.array(parse_colour(raw_key))))
         if packed in table:
             raise InputError(f"{entry}: listed twice")
-        table[packed] = _class_id(raw_class, num_classes, entry)
+        if class_id >= num_classes:
+            raise InputError(
+                f"{entry}: class id {class_id} is outside 0..{num_classes - 1} (dataset.classes has {num_classes})"
+            )
+        table[packed] = int(class_id)
     return MaskEncoding(kind, num_classes, table=table)
 
 
@@ -220,7 +172,7 @@ def instances_from_image(raw: np.ndarray, source: str) -> np.ndarray:
     return relabelled.astype(np.uint16)
 
 
-def instances_from_classes(class_mask: np.ndarray, source: str, connectivity: int = 1) -> np.ndarray:
+def instances_from_classes(class_mask: np.ndarray, source: str, connectivity: int) -> np.ndarray:
     """Instance labels (H, W) ``uint16``: connected components of each foreground class, class by class.
 
     Components of class 1 get ids 1..n1, those of class 2 ids n1+1..n1+n2, and so on, so ids are unique

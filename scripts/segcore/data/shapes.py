@@ -17,7 +17,6 @@ from skimage import draw
 
 from segcore.data.canonical import Sample
 
-CLASS_NAMES = ("background", "circle", "triangle", "square")
 MAX_HIDDEN_FRACTION = 0.25  # of an object's area that a later object may cover
 MIN_RADIUS = 10.0  # px; smaller triangles and squares are hard to tell apart at pixel level
 MIN_COLOUR_DISTANCE = 0.35  # Euclidean RGB distance (in [0, 1] units) from the background's mean colour
@@ -52,13 +51,13 @@ def _pick_colour(rng: np.random.Generator, background_mean: np.ndarray) -> np.nd
             return colour
 
 
-def generate_sample(seed: int, index: int, size: int = 128, max_objects: int = 5) -> Sample:
+def generate_sample(seed: int, index: int, size: int, max_objects: int) -> Sample:
     """Generate shapes sample ``index`` of the dataset drawn with ``seed``.
 
     Returns a :class:`Sample` with id ``f"{index:04d}"``; image uint8 (size, size, 3), class mask uint8
     (size, size) in 0..3, instance mask uint16 (size, size) with ids 1..n (0 = background). Each image holds
     1..``max_objects`` objects of random class, size (radius 10..size/5), colour and position, fully inside the
-    image.
+    image. ``size`` and ``max_objects`` come from ``dataset.shapes`` (defaults in config/schema.yaml).
     """
     rng = np.random.default_rng([seed, index])
     shape = (size, size)

@@ -3,7 +3,8 @@
 The split is a table ``id -> subset``; every id appears exactly once (``unused`` for ids left over when the
 counts ask for fewer samples than the dataset has), so the table is complete and the subsets disjoint.
 
-Besides the plain random split (:func:`split_ids`), :func:`split_units` can stratify by foreground coverage
+:func:`split_dataset` applies the ``split`` config section. Besides the plain random split
+(:func:`split_ids`), :func:`split_units` can stratify by foreground coverage
 (every coverage bin is dealt to the subsets in proportion, so a test set cannot end up all-empty or
 all-full by chance) and keep groups together (images of one patient, volume or plate never straddle two
 subsets). :func:`load_split_table` reads a table given by the user instead, checked against the dataset.
@@ -11,68 +12,51 @@ subsets). :func:`load_split_table` reads a table given by the user instead, chec
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from segcore.io import InputError, read_table
 
+log = logging.getLogger(__name__)
+
 SUBSETS = ("train", "val", "test")
 UNUSED = "unused"
 
 
-def _checked_values(values: Mapping[str, float], key: str) -> dict[str, float]:
-    """The train/val/test values of a config mapping, checked: all present, numbers, none negative."""
-    missing = [name for name in SUBSETS if name not in values]
-    if missing:
-        raise InputError(f"config key {key}: missing {', '.join(missing)} (needs train, val and test)")
-    checked = {}
-    for name in SUBSETS:
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise InputError(f"config key {key}.{name}: {value!r} is not a number")
-        if value < 0:
-            raise InputError(f"config key {key}.{name}: {value} is negative")
-        checked[name] = value
-    return checked
+def subset_sizes(n_samples: int, method: str, values: Mapping[str, float]) -> dict[str, int]:
+    """Number of samples per subset for ``n_samples`` ids; ``values`` is ``split.counts`` or ``split.ratios``.
 
-
-def subset_sizes(n_samples: int, method: str, counts: Mapping | None = None, ratios: Mapping | None = None) -> dict:
-    """Number of samples per subset for ``n_samples`` ids.
-
-    ``method="counts"``: the counts as given (integers); their sum may be below ``n_samples`` (the rest is
-    unused) but not above. ``method="ratios"``: sizes proportional to the ratios, rounded by the largest
-    remainder method so that they sum to exactly ``n_samples`` (ties go to train, then val, then test).
-    Raises :class:`InputError` naming the config key for impossible requests.
+    ``values`` holds train, val and test, non-negative (integers for counts), as config/schema.yaml checks.
+    ``method="counts"``: the counts as given; their sum may be below ``n_samples`` (the rest is unused) but
+    not above. ``method="ratios"``: sizes proportional to the ratios, rounded by the largest remainder
+    method so that they sum to exactly ``n_samples`` (ties go to train, then val, then test). Raises
+    :class:`InputError` naming the config key when the counts exceed the dataset or the ratios do not sum
+    to a positive finite number.
     """
     if method == "counts":
-        values = _checked_values(counts or {}, "split.counts")
-        for name, value in values.items():
-            if int(value) != value:
-                raise InputError(f"config key split.counts.{name}: {value} is not a whole number")
-        sizes = {name: int(value) for name, value in values.items()}
+        sizes = {name: int(values[name]) for name in SUBSETS}
         if sum(sizes.values()) > n_samples:
             raise InputError(
                 f"config key split.counts: asks for {sum(sizes.values())} samples "
                 f"({sizes['train']}:{sizes['val']}:{sizes['test']}) but the dataset has only {n_samples}"
             )
         return sizes
-    if method == "ratios":
-        values = _checked_values(ratios or {}, "split.ratios")
-        total = sum(values.values())
-        if total <= 0:
-            raise InputError("config key split.ratios: the ratios must sum to a positive number")
-        exact = {name: n_samples * values[name] / total for name in SUBSETS}
-        sizes = {name: int(np.floor(exact[name])) for name in SUBSETS}
-        # sorted() is stable: equal remainders keep the train, val, test order.
-        by_remainder = sorted(SUBSETS, key=lambda name: -(exact[name] - sizes[name]))
-        for name in by_remainder[: n_samples - sum(sizes.values())]:
-            sizes[name] += 1
-        return sizes
-    raise InputError(f"config key split.method: {method!r} is not one of counts, ratios")
+    total = float(sum(values[name] for name in SUBSETS))
+    if not 0 < total < np.inf:
+        raise InputError(f"config key split.ratios: the ratios sum to {total}; they need a positive finite sum")
+    exact = {name: n_samples * values[name] / total for name in SUBSETS}
+    sizes = {name: int(np.floor(exact[name])) for name in SUBSETS}
+    # sorted() is stable: equal remainders keep the train, val, test order.
+    by_remainder = sorted(SUBSETS, key=lambda name: -(exact[name] - sizes[name]))
+    for name in by_remainder[: n_samples - sum(sizes.values())]:
+        sizes[name] += 1
+    return sizes
 
 
 def split_ids(ids: Sequence[str], sizes: Mapping[str, int], seed: int) -> pd.DataFrame:
@@ -298,3 +282,69 @@ def load_split_table(path: str | os.PathLike, ids: Sequence[str]) -> pd.DataFram
     if unknown:
         raise InputError(f"{path}: unknown subset(s) {_listing(unknown)} (expected {', '.join(LABELS)})")
     return table.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def sample_groups(manifest: pd.DataFrame, settings: Mapping[str, Any]) -> list[str] | None:
+    """The group of each manifest row (``""``: the image stands alone), or None when grouping is off.
+
+    ``settings`` is the ``split`` section. With ``group_by_group`` the groups come from ``group_pattern``
+    (see :func:`groups_from_pattern`) or, without one, from the manifest's ``group`` column. Raises
+    :class:`InputError` when ``group_pattern`` is set but ``group_by_group`` is false (a pattern that would
+    silently do nothing).
+    """
+    pattern = settings["group_pattern"]
+    if not settings["group_by_group"]:
+        if pattern:
+            raise InputError("config key split.group_pattern: is set but split.group_by_group is false")
+        return None
+    if pattern:
+        return groups_from_pattern(list(manifest["id"]), pattern)
+    groups = list(manifest["group"])
+    if not any(groups):
+        log.warning("split.group_by_group is true but the manifest names no groups: every image stands alone")
+    return groups
+
+
+def _drawn_split(
+    manifest: pd.DataFrame, settings: Mapping[str, Any], seed: int, groups: list[str] | None
+) -> pd.DataFrame:
+    """A seeded split of the manifest's ids by the ``split`` settings (plain, stratified and/or grouped)."""
+    ids = list(manifest["id"])
+    method = settings["method"]
+    sizes = subset_sizes(len(ids), method, settings[method])
+    if settings["stratify_bins"] <= 1 and groups is None:
+        return split_ids(ids, sizes, seed)
+    table = split_units(
+        ids, sizes, seed, fractions=list(manifest["foreground_fraction"]),
+        stratify_bins=settings["stratify_bins"], groups=groups,
+    )  # fmt: skip
+    drawn = table["subset"].value_counts()
+    missed = {name: int(drawn.get(name, 0)) for name in SUBSETS if drawn.get(name, 0) != sizes[name]}
+    if missed:
+        log.warning("groups kept whole: sizes %s instead of %s", missed, sizes)
+    return table
+
+
+def split_dataset(manifest: pd.DataFrame, settings: Mapping[str, Any], seed: int) -> pd.DataFrame:
+    """The split table of a canonical manifest: the user's ``split.table``, or one drawn with ``seed``.
+
+    ``manifest`` has columns ``id``, ``foreground_fraction`` and ``group``; ``settings`` is the ``split``
+    section with the schema's defaults filled in. A user's table is checked against the ids (and against
+    the groups, when grouping is on); a drawn one follows ``method`` with ``counts`` or ``ratios``,
+    ``stratify_bins`` and the groups (:func:`split_ids`, or :func:`split_units` when stratified or
+    grouped). Logs each subset's size and mean foreground fraction. Returns columns ``id`` and ``subset``
+    (plus ``stratum`` and/or ``group`` when used), sorted by id.
+    """
+    groups = sample_groups(manifest, settings)
+    if settings["table"]:
+        table = load_split_table(settings["table"], list(manifest["id"]))
+        if groups is not None:
+            check_groups(table, dict(zip(manifest["id"], groups)), settings["table"])
+        log.info("using the split table %s", settings["table"])
+    else:
+        table = _drawn_split(manifest, settings, seed, groups)
+    coverage = manifest.set_index("id")["foreground_fraction"]
+    for name in SUBSETS:
+        members = table.loc[table["subset"] == name, "id"]
+        log.info("%s: %d images, mean foreground fraction %.3f", name, len(members), coverage[members].mean())
+    return table

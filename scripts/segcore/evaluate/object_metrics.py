@@ -112,24 +112,6 @@ def _count_matches(
     return matched, truth_count, pred_count
 
 
-def match_objects(
-    truth_labels: np.ndarray, pred_labels: np.ndarray, iou_threshold: float = 0.5
-) -> tuple[int, int, int]:
-    """Match labelled objects one-to-one at IoU > ``iou_threshold``; return ``(tp, fp, fn)``.
-
-    ``tp`` = matched pairs, ``fp`` = predicted objects left unmatched, ``fn`` = truth objects left
-    unmatched. Label 0 is background in both images. ``iou_threshold`` must lie in [0.5, 1): below 0.5 a
-    match is no longer unique and would need an assignment solver.
-    """
-    check_same_shape(truth_labels, pred_labels)
-    if not 0.5 <= iou_threshold < 1.0:
-        raise ValueError(f"iou_threshold must be in [0.5, 1), got {iou_threshold}")
-    matched, truth_count, pred_count = _count_matches(
-        _as_labels(truth_labels, "truth_labels"), _as_labels(pred_labels, "pred_labels"), iou_threshold, None
-    )
-    return matched, pred_count - matched, truth_count - matched
-
-
 def label_objects(class_mask: np.ndarray) -> np.ndarray:
     """Connected components of each foreground class (4-connected), numbered 1..N across all classes.
 
@@ -173,7 +155,7 @@ def object_scores(truth: np.ndarray, pred: np.ndarray, truth_instances: np.ndarr
     Objects are the 4-connected components of each foreground class (:func:`label_objects`); when
     ``truth_instances`` (integer (H, W), 0 = none) is given, the truth objects are those instances instead,
     each with the majority class of ``truth`` under it. A predicted object is a true positive when it
-    matches a truth object of the same class at IoU > 0.5 (:func:`match_objects`).
+    matches a truth object of the same class at IoU > 0.5 (:func:`_count_matches`).
 
     Returns ``precision``, ``recall``, ``f1`` and the counts ``true_positives``, ``false_positives``,
     ``false_negatives``. Zero-object conventions (the TGS rule: agreeing on "nothing here" is perfect):

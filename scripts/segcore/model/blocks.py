@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PADDINGS = ("same", "valid")
 UPSAMPLINGS = ("transpose", "interp")
 FUSIONS = ("concat", "add")
 

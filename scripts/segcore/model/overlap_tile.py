@@ -258,37 +258,6 @@ def predict_probabilities(
     return probabilities
 
 
-def predict_class_mask(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    *,
-    num_classes: int,
-    tile_size: int,
-    margin: int = 0,
-    overlap: int = 0,
-    batch_size: int = 8,
-    blend: str = "gaussian",
-    tta: str = "none",
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """uint8 ``(H, W)`` class mask: :func:`class_mask` of :func:`predict_probabilities` called with the same
-    arguments. Raises ValueError for more than 256 classes."""
-    return class_mask(
-        predict_probabilities(
-            model,
-            image,
-            num_classes=num_classes,
-            tile_size=tile_size,
-            margin=margin,
-            overlap=overlap,
-            batch_size=batch_size,
-            blend=blend,
-            tta=tta,
-            device=device,
-        )
-    )
-
-
 def class_mask(probabilities: np.ndarray) -> np.ndarray:
     """uint8 ``(H, W)`` argmax over K of float ``(K, H, W)`` probabilities; ties go to the lower class.
 

@@ -1,24 +1,14 @@
-"""Parse and validate the ``model`` section of the config into a :class:`UNetConfig`.
+"""The ``model`` config section as a :class:`UNetConfig`.
 
-Spec keys (all optional except ``name``)::
+config/schema.yaml (``experiments.*.model``) declares every key: its type and range, the presets
+(``unet``, ``unet_small``, ``unet_original``, ``unet_residual``: the keys each fixes) and every default,
+including the preset-dependent ones. The Snakefile fills those defaults before any rule runs; code that
+writes a section by hand gets them from :func:`segcore.config_schema.with_defaults`. What remains here are
+the rules that span several keys:
 
-    name: unet | unet_small | unet_original | unet_residual
-    widths: [32, 64, 128, 256, 512]      channels per level, top first; depth = len(widths) - 1
-    base_width: 64, depth: 4             alternative to widths: widths[i] = base_width * 2**i
-    padding: same | valid
-    batchnorm: false
-    dropout: 0.0                         element-wise, on the bottleneck block's input and output
-    upsampling: transpose | interp
-    fusion: concat | add
-    residual: false
-    deep_supervision: false
-    deep_supervision_levels: depth - 1   extra 1x1 heads on decoder levels 1..levels (ignored when off)
-
-Presets fix the keys that define them (``unet_small``, the small U-Net of the shapes tutorial: widths
-32-32-64-128-256, same padding; ``unet_original``: widths 64..1024, valid padding, transposed convolutions,
-concatenation, no residual; ``unet_residual``: residual blocks, by default with BatchNorm and the
-``unet_small`` widths); setting a fixed key to another value is an error that points to ``name: unet``. The
-generic ``unet`` defaults to widths 64..1024 and same padding.
+- the widths come from ``widths`` or from ``base_width`` and ``depth`` (``widths[i] = base_width * 2**i``),
+  never from both;
+- ``deep_supervision_levels`` (null: ``depth - 1``) lies in ``1..depth - 1`` when ``deep_supervision`` is on.
 """
 
 from __future__ import annotations
@@ -28,62 +18,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from segcore.io import InputError
-from segcore.model.blocks import FUSIONS, PADDINGS, UPSAMPLINGS
-
-SMALL_WIDTHS = (32, 32, 64, 128, 256)
-ORIGINAL_WIDTHS = (64, 128, 256, 512, 1024)
-
-# name -> (keys the preset fixes, defaults the user may override)
-PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "unet": ({}, {"widths": ORIGINAL_WIDTHS}),
-    "unet_small": ({"widths": SMALL_WIDTHS, "padding": "same"}, {}),
-    "unet_original": (
-        {
-            "widths": ORIGINAL_WIDTHS,
-            "padding": "valid",
-            "upsampling": "transpose",
-            "fusion": "concat",
-            "residual": False,
-        },
-        {},
-    ),
-    "unet_residual": ({"residual": True}, {"widths": SMALL_WIDTHS, "batchnorm": True}),
-}
-SIZE_KEYS = ("widths", "base_width", "depth")
-KNOWN_KEYS = (
-    "name", "widths", "base_width", "depth", "padding", "batchnorm", "dropout", "upsampling", "fusion",
-    "residual", "deep_supervision", "deep_supervision_levels",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """The architecture of one U-Net; ``deep_supervision_levels == 0`` means no auxiliary heads."""
+    """The architecture of one U-Net; ``deep_supervision_levels == 0`` means no auxiliary heads.
+
+    ``widths``: channels per level, top first (at least 2); ``padding``: "same" or "valid"; ``upsampling``:
+    "transpose" or "interp"; ``fusion``: "concat" or "add" (see :mod:`segcore.model.blocks`).
+    """
 
     widths: tuple[int, ...]
-    padding: str = "same"
-    batchnorm: bool = False
-    dropout: float = 0.0
-    upsampling: str = "transpose"
-    fusion: str = "concat"
-    residual: bool = False
-    deep_supervision_levels: int = 0
-
-    def __post_init__(self) -> None:
-        for field, value, options in (
-            ("padding", self.padding, PADDINGS),
-            ("upsampling", self.upsampling, UPSAMPLINGS),
-            ("fusion", self.fusion, FUSIONS),
-        ):
-            if value not in options:
-                raise ValueError(f"{field} {value!r} is not one of {', '.join(options)}")
-        if len(self.widths) < 2 or any(int(width) < 1 for width in self.widths):
-            raise ValueError(f"widths must hold at least 2 positive channel counts, got {self.widths}")
-        if not 0 <= self.deep_supervision_levels <= self.depth - 1:
-            raise ValueError(
-                f"deep_supervision_levels must be in 0..{self.depth - 1} for depth {self.depth}, "
-                f"got {self.deep_supervision_levels}"
-            )
+    padding: str
+    batchnorm: bool
+    dropout: float
+    upsampling: str
+    fusion: str
+    residual: bool
+    deep_supervision_levels: int
 
     @property
     def depth(self) -> int:
@@ -91,99 +43,65 @@ class UNetConfig:
         return len(self.widths) - 1
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def model_widths(spec: Mapping[str, Any], where: str = "model") -> tuple[int, ...]:
+    """Channels per level from ``widths``, or from ``base_width`` and ``depth`` (``base_width * 2**level``).
 
-
-def _choice(spec: Mapping[str, Any], key: str, options: tuple[str, ...], default: str, where: str) -> str:
-    value = spec.get(key, default)
-    if value not in options:
-        raise InputError(f"{where}.{key}: {value!r} is not one of {', '.join(options)}")
-    return value
-
-
-def _flag(spec: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
-    value = spec.get(key, default)
-    if not isinstance(value, bool):
-        raise InputError(f"{where}.{key}: {value!r} is not true or false")
-    return value
-
-
-def _positive_int(spec: Mapping[str, Any], key: str, where: str) -> int:
-    value = spec[key]
-    if not _is_int(value) or value < 1:
-        raise InputError(f"{where}.{key}: {value!r} is not a positive integer")
-    return value
-
-
-def _widths(spec: Mapping[str, Any], where: str) -> tuple[int, ...]:
+    Raises :class:`InputError` naming the key when ``widths`` comes with ``base_width`` or ``depth``, when
+    one of ``base_width`` and ``depth`` comes without the other, or when none of the three is given (the
+    schema gives every preset default widths unless base_width and depth replace them).
+    """
+    sizes = [key for key in ("base_width", "depth") if key in spec]
     if "widths" in spec:
-        if "base_width" in spec or "depth" in spec:
-            raise InputError(f"{where}.widths: give either widths or base_width and depth, not both")
-        value = spec["widths"]
-        if (
-            not isinstance(value, (list, tuple))
-            or len(value) < 2
-            or not all(_is_int(width) and width >= 1 for width in value)
-        ):
-            raise InputError(f"{where}.widths: {value!r} is not a list of at least 2 positive integers")
-        return tuple(value)
-    if ("base_width" in spec) != ("depth" in spec):
-        missing = "depth" if "base_width" in spec else "base_width"
-        raise InputError(f"{where}.{missing}: needed together with the other of base_width and depth")
-    base_width = _positive_int(spec, "base_width", where)
-    depth = _positive_int(spec, "depth", where)
-    return tuple(base_width * 2**level for level in range(depth + 1))
+        if sizes:
+            raise InputError(f"config key {where}.widths: give either widths or base_width and depth, not both")
+        return tuple(int(width) for width in spec["widths"])
+    if len(sizes) == 1:
+        missing = "depth" if sizes == ["base_width"] else "base_width"
+        raise InputError(f"config key {where}.{missing}: needed together with {sizes[0]}")
+    if not sizes:
+        raise InputError(f"config key {where}.widths: not given (nor base_width and depth)")
+    return tuple(int(spec["base_width"]) * 2**level for level in range(int(spec["depth"]) + 1))
+
+
+def supervision_levels(spec: Mapping[str, Any], depth: int, where: str = "model") -> int:
+    """Decoder levels with an auxiliary head: 0 without deep supervision, else the configured levels.
+
+    Raises :class:`InputError` naming ``deep_supervision_levels`` when the levels (null: ``depth - 1``)
+    fall outside ``1..depth - 1``: heads sit on decoder levels below the top, so depth 1 allows none.
+    """
+    if not spec["deep_supervision"]:
+        return 0
+    levels = spec["deep_supervision_levels"]
+    levels = depth - 1 if levels is None else int(levels)
+    if not 1 <= levels <= depth - 1:
+        raise InputError(
+            f"config key {where}.deep_supervision_levels: {levels} is not in 1..{depth - 1} "
+            f"(heads go on decoder levels below the top of a depth-{depth} network)"
+        )
+    return levels
 
 
 def parse_model_spec(spec: Mapping[str, Any], where: str = "model") -> UNetConfig:
-    """Validate a ``model`` config mapping and return the architecture it describes.
+    """The architecture a ``model`` section describes, after the cross-key checks above.
 
-    ``where`` is the config path used in error messages (e.g. ``experiments.baseline.model``). Raises
-    :class:`InputError` naming the key for an unknown key, a missing or unknown name, a value of the wrong
-    type or outside its options, or a preset key set to a value other than the preset's.
+    ``spec`` must hold every key with the schema's defaults filled in (as the Snakefile leaves it);
+    ``where`` is its config path in messages (e.g. ``experiments.baseline.model``). Raises
+    :class:`InputError` naming the key for a cross-key violation, and KeyError naming a key the section
+    lacks (a section whose defaults were not filled).
     """
-    if not isinstance(spec, Mapping):
-        raise InputError(f"{where}: expected a mapping with at least a name, got {spec!r}")
-    unknown = sorted(set(spec) - set(KNOWN_KEYS))
-    if unknown:
-        raise InputError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(KNOWN_KEYS)})")
-    name = spec.get("name")
-    if name not in PRESETS:
-        raise InputError(f"{where}.name: {name!r} is not one of {', '.join(PRESETS)}")
-    fixed, defaults = PRESETS[name]
-    given_size_keys = [key for key in SIZE_KEYS if key in spec]
-    # Widths the user gives replace the preset's default widths (and must equal fixed ones).
-    widths = _widths(spec if given_size_keys else {**defaults, **fixed}, where)
-    if given_size_keys and "widths" in fixed and widths != fixed["widths"]:
-        raise InputError(
-            f"{where}.{given_size_keys[0]}: preset {name} fixes widths = {list(fixed['widths'])}; "
-            f"use name: unet to choose others"
+    widths = model_widths(spec, where)
+    try:
+        return UNetConfig(
+            widths=widths,
+            padding=spec["padding"],
+            batchnorm=bool(spec["batchnorm"]),
+            dropout=float(spec["dropout"]),
+            upsampling=spec["upsampling"],
+            fusion=spec["fusion"],
+            residual=bool(spec["residual"]),
+            deep_supervision_levels=supervision_levels(spec, len(widths) - 1, where),
         )
-    for key, value in fixed.items():
-        if key != "widths" and key in spec and spec[key] != value:
-            raise InputError(f"{where}.{key}: preset {name} fixes {key} = {value!r}; use name: unet to choose another")
-    merged: dict[str, Any] = {**defaults, **spec, **fixed}
-    depth = len(widths) - 1
-
-    dropout = merged.get("dropout", 0.0)
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
-        raise InputError(f"{where}.dropout: {dropout!r} is not a number in [0, 1)")
-    levels = 0
-    if _flag(merged, "deep_supervision", False, where):
-        levels = merged.get("deep_supervision_levels", depth - 1)
-        if not _is_int(levels) or not 1 <= levels <= depth - 1:
-            raise InputError(
-                f"{where}.deep_supervision_levels: {levels!r} is not an integer in 1..{depth - 1} "
-                f"(heads go on decoder levels below the top of a depth-{depth} network)"
-            )
-    return UNetConfig(
-        widths=widths,
-        padding=_choice(merged, "padding", PADDINGS, "same", where),
-        batchnorm=_flag(merged, "batchnorm", False, where),
-        dropout=float(dropout),
-        upsampling=_choice(merged, "upsampling", UPSAMPLINGS, "transpose", where),
-        fusion=_choice(merged, "fusion", FUSIONS, "concat", where),
-        residual=_flag(merged, "residual", False, where),
-        deep_supervision_levels=levels,
-    )
+    except KeyError as missing:
+        raise KeyError(
+            f"{where} lacks {missing}: fill the section's defaults first (segcore.config_schema.with_defaults)"
+        ) from None

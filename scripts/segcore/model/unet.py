@@ -3,7 +3,7 @@
 :func:`build_model` turns a ``model`` config section (see :mod:`segcore.model.spec`) into a :class:`UNet`.
 Input ``(N, C, H, W)`` float32, output logits ``(N, K, h, w)`` float32:
 
-- same padding: ``h, w = H, W``; H and W must be multiples of ``2**depth`` (:func:`size_multiple`).
+- same padding: ``h, w = H, W``; H and W must be multiples of ``2**depth`` (:meth:`UNet.output_size`).
 - valid padding: every 3x3 convolution trims a pixel per side, so ``h = valid_output_size(H, depth)`` (572 ->
   388 for depth 4) and the output is the centre of the input, ``model.margin`` pixels in from each side.
 
@@ -174,16 +174,6 @@ class UNet(nn.Module):
 def build_model(spec: Mapping[str, Any], in_channels: int, num_classes: int, *, where: str = "model") -> UNet:
     """Build the U-Net a ``model`` config section describes; InputError naming ``where.<key>`` if invalid."""
     return UNet(parse_model_spec(spec, where), in_channels, num_classes)
-
-
-def output_size(model: UNet, input_size: int) -> int:
-    """Output side length of ``model`` for an input side of ``input_size`` (ValueError if not accepted)."""
-    return model.output_size(input_size)
-
-
-def size_multiple(model: UNet) -> int:
-    """``2**depth``: same-padding inputs must be multiples of it (valid inputs also step by it)."""
-    return 2**model.depth
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from dataclasses import dataclass, field
 
+import imageio.v3 as iio
 import numpy as np
 import pandas as pd
-from skimage import io as skio
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -24,9 +23,9 @@ img.sample{image-rendering:pixelated;width:min(256px,28vw)} .note{color:#555;fon
 
 def png_data_uri(rgb: np.ndarray) -> str:
     """uint8 (H, W, 3) -> a ``data:image/png;base64,...`` URI."""
-    buffer = io.BytesIO()
-    skio.imsave(buffer, rgb, format="png", check_contrast=False)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    # imageio (scikit-image's own writer) directly: skimage.io deprecates the format argument a buffer needs.
+    png = iio.imwrite("<bytes>", rgb, extension=".png")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def file_data_uri(path: str) -> str:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from segcore.confusion import confusion_matrix, dice_per_class
+from segcore.io import InputError
 from segcore.model.overlap_tile import class_mask, predict_probabilities
 from segcore.train.checkpoint import ResumeFile, load_state, save_state
 from segcore.train.data import BatchSampler, LabelledImages
@@ -39,15 +40,33 @@ LossFunction = Callable[..., torch.Tensor]
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training hyper-parameters (config section ``training``)."""
+    """The loop's hyper-parameters: the config section ``training`` plus the top-level ``seed``.
 
-    epochs: int = 20
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    lr_factor: float = 0.5
-    lr_patience: int = 3
-    early_stopping_patience: int = 10
-    seed: int = 0
+    Every field is required: the defaults live in ``config/schema.yaml`` alone (the Snakefile fills them into
+    the config before a script runs), so a second set here could only disagree with them.
+    """
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    lr_factor: float
+    lr_patience: int
+    early_stopping_patience: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, training: Mapping[str, Any], seed: int) -> TrainSettings:
+        """The settings of a ``training`` config section (schema defaults already filled in) and ``seed``.
+
+        Keys of the section that are not loop settings (``patch_size``, ``device``: read where the data and
+        the device are prepared) are ignored. Raises :class:`segcore.io.InputError` naming every missing
+        ``training.<key>``.
+        """
+        names = [item.name for item in fields(cls) if item.name != "seed"]
+        missing = [name for name in names if name not in training]
+        if missing:
+            raise InputError(f"config lacks {', '.join(f'training.{name}' for name in missing)}")
+        return cls(**{name: training[name] for name in names}, seed=seed)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
 """Build the training loss from the ``loss`` config section; target alignment and deep supervision.
 
-Spec (see :mod:`segcore.train.loss_terms` for the formulas)::
+config/schema.yaml (``experiments.*.loss``) declares the section: the names, the keys each name takes and
+their defaults (see :mod:`segcore.train.loss_terms` for the formulas)::
 
-    {name: ce}                          softmax cross-entropy (optional pixel_weights: true)
-    {name: weighted_ce}                 cross-entropy weighted by the per-pixel weight map (which is required)
-    {name: bce}                         one foreground class; logits (N, 1, h, w) or (N, 2, h, w)
-    {name: focal, gamma: 2.0, alpha: [0.25, 0.75] or null}
-    {name: dice, include_background: true, smooth: 1.0}      never uses the weight map
-    ce, bce and focal take ``pixel_weights: true`` to weight pixels by the map (then required);
-    weighted_ce is ce with it always on. Otherwise a given weight map is ignored.
+    {name: ce, pixel_weights: false}                softmax cross-entropy
+    {name: weighted_ce}                             cross-entropy weighted by the weight map (then required)
+    {name: bce, pixel_weights: false}               one foreground class; logits (N, 1, h, w) or (N, 2, h, w)
+    {name: focal, gamma: 2.0, alpha: null, pixel_weights: false}
+    {name: dice, include_background: true, smooth: 1.0}          never uses the weight map
     {name: combo, terms: [{name: ce, weight: 1.0}, {name: dice, weight: 1.0}]}   weighted sum, not normalised
-    deep_supervision_weights: [1, 0.5, 0.25]   (any name) one weight per model output, main first
+    deep_supervision_weights: null or [1, 0.5, 0.25]   (any name) one weight per model output, main first
+
+``pixel_weights: true`` weights pixels by the map (then required); otherwise a given weight map is ignored.
+:func:`build_loss` takes the section with those defaults filled in (as the Snakefile leaves it, or from
+:func:`segcore.config_schema.with_defaults`).
 
 The built loss is called as ``loss(outputs, target, weight_map)``: ``outputs`` is logits ``(N, K, h, w)`` or
 the list ``[main, aux_1, ...]`` a deep-supervision model returns in train mode; ``target`` ``(N, H, W)``
@@ -22,7 +25,7 @@ integer classes; ``weight_map`` ``(N, H, W)`` float or None. Steps:
    2x subsampling for same-padding networks; a close approximation for valid padding, whose deeper decoder
    levels cover slightly more than the main output).
 3. The total is ``sum_k v_k * loss(output_k)`` with the weights ``v`` normalised to sum to 1, so enabling deep
-   supervision does not change the loss's scale. Without ``deep_supervision_weights`` a list of n outputs
+   supervision does not change the loss's scale. With ``deep_supervision_weights: null`` a list of n outputs
    uses ``1, 1/2, 1/4, ...`` (normalised). A single tensor (e.g. eval mode) is scored alone with weight 1.
 """
 
@@ -35,7 +38,6 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from segcore.io import InputError
 from segcore.model.blocks import center_crop
 from segcore.train.loss_terms import binary_cross_entropy, cross_entropy, focal_loss, soft_dice_loss
 
@@ -45,14 +47,6 @@ __all__ = [
 
 # (logits (N, K, h, w), target (N, h, w), weight map (N, h, w) or None) -> scalar
 LossTerm = Callable[[Tensor, Tensor, Tensor | None], Tensor]
-
-TERM_KEYS: dict[str, tuple[str, ...]] = {
-    "ce": ("pixel_weights",),
-    "weighted_ce": (),
-    "bce": ("pixel_weights",),
-    "focal": ("gamma", "alpha", "pixel_weights"),
-    "dice": ("include_background", "smooth"),
-}
 
 
 def normalised_weights(weights: Sequence[float]) -> tuple[float, ...]:
@@ -110,84 +104,46 @@ class SegmentationLoss:
         return total
 
 
-def _use_weight_map(function: LossTerm, required: bool, name: str) -> LossTerm:
+def _use_weight_map(function: LossTerm, required: bool, where: str) -> LossTerm:
     """``function`` given the weight map when ``required`` (error if missing), else given None."""
 
     def term(logits: Tensor, target: Tensor, weight_map: Tensor | None) -> Tensor:
         if not required:
             return function(logits, target, None)
         if weight_map is None:
-            raise ValueError(f"loss {name!r} weights pixels but no weight map was given")
+            raise ValueError(f"loss {where} weights pixels but no weight map was given")
         return function(logits, target, weight_map)
 
     return term
 
 
-def _number(spec: Mapping[str, Any], key: str, default: float, where: str, minimum: float = 0.0) -> float:
-    value = spec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
-        raise InputError(f"{where}.{key}: {value!r} is not a number >= {minimum}")
-    return float(value)
-
-
-def _flag(spec: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
-    value = spec.get(key, default)
-    if not isinstance(value, bool):
-        raise InputError(f"{where}.{key}: {value!r} is not true or false")
-    return value
-
-
-def _weights_list(value: Any, where: str) -> tuple[float, ...]:
-    if (
-        not isinstance(value, (list, tuple))
-        or not value
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
-        or not sum(value) > 0
-    ):
-        raise InputError(f"{where}: {value!r} is not a list of non-negative numbers with a positive sum")
-    return tuple(float(v) for v in value)
-
-
-def _build_term(spec: Mapping[str, Any], where: str, extra_keys: tuple[str, ...] = ()) -> LossTerm:
-    """One loss term (not combo) from its spec; ``extra_keys`` are keys the caller handles."""
-    if not isinstance(spec, Mapping):
-        raise InputError(f"{where}: expected a mapping with a name, got {spec!r}")
-    name = spec.get("name")
-    if name not in TERM_KEYS:
-        raise InputError(f"{where}.name: {name!r} is not one of {', '.join([*TERM_KEYS, 'combo'])}")
-    allowed = ("name", *TERM_KEYS[name], *extra_keys)
-    unknown = sorted(set(spec) - set(allowed))
-    if unknown:
-        raise InputError(f"{where}.{unknown[0]}: unknown key for loss {name} (known: {', '.join(allowed)})")
+def _build_term(spec: Mapping[str, Any], where: str) -> LossTerm:
+    """One loss term (any name but combo) from its filled spec."""
+    name = spec["name"]
     if name == "dice":
         dice = functools.partial(
-            soft_dice_loss,
-            include_background=_flag(spec, "include_background", True, where),
-            smooth=_number(spec, "smooth", 1.0, where),
+            soft_dice_loss, include_background=bool(spec["include_background"]), smooth=float(spec["smooth"])
         )
         return lambda logits, target, weight_map: dice(logits, target)
     if name == "focal":
-        alpha = spec.get("alpha")
+        alpha = spec["alpha"]
         function: LossTerm = functools.partial(
             focal_loss,
-            gamma=_number(spec, "gamma", 2.0, where),
-            alpha=None if alpha is None else _weights_list(alpha, f"{where}.alpha"),
+            gamma=float(spec["gamma"]),
+            alpha=None if alpha is None else tuple(float(value) for value in alpha),
         )
     else:
         function = binary_cross_entropy if name == "bce" else cross_entropy
-    required = name == "weighted_ce" or _flag(spec, "pixel_weights", False, where)
-    return _use_weight_map(function, required, name)
+    # weighted_ce has no pixel_weights key: it always weights.
+    required = name == "weighted_ce" or bool(spec["pixel_weights"])
+    return _use_weight_map(function, required, f"{where} ({name})")
 
 
-def _build_combo(spec: Mapping[str, Any], where: str) -> LossTerm:
-    terms_spec = spec.get("terms")
-    if not isinstance(terms_spec, (list, tuple)) or not terms_spec:
-        raise InputError(f"{where}.terms: expected a non-empty list of loss terms, got {terms_spec!r}")
-    weighted_terms: list[tuple[float, LossTerm]] = []
-    for index, term_spec in enumerate(terms_spec):
-        term_where = f"{where}.terms[{index}]"
-        term = _build_term(term_spec, term_where, extra_keys=("weight",))
-        weighted_terms.append((_number(term_spec, "weight", 1.0, term_where), term))
+def _build_combo(terms: Sequence[Mapping[str, Any]], where: str) -> LossTerm:
+    """The weighted sum of ``terms`` (each a term spec with its ``weight``)."""
+    weighted_terms = [
+        (float(spec["weight"]), _build_term(spec, f"{where}.terms[{index}]")) for index, spec in enumerate(terms)
+    ]
 
     def combo(logits: Tensor, target: Tensor, weight_map: Tensor | None) -> Tensor:
         return sum(weight * term(logits, target, weight_map) for weight, term in weighted_terms)
@@ -196,16 +152,11 @@ def _build_combo(spec: Mapping[str, Any], where: str) -> LossTerm:
 
 
 def build_loss(spec: Mapping[str, Any], *, where: str = "loss") -> SegmentationLoss:
-    """The loss a ``loss`` config section describes; InputError naming ``where.<key>`` if it is invalid."""
-    if not isinstance(spec, Mapping):
-        raise InputError(f"{where}: expected a mapping with a name, got {spec!r}")
-    output_weights = None
-    if "deep_supervision_weights" in spec:
-        output_weights = _weights_list(spec["deep_supervision_weights"], f"{where}.deep_supervision_weights")
-    term_spec = {key: value for key, value in spec.items() if key != "deep_supervision_weights"}
-    if term_spec.get("name") == "combo":
-        unknown = sorted(set(term_spec) - {"name", "terms"})
-        if unknown:
-            raise InputError(f"{where}.{unknown[0]}: unknown key for loss combo (known: name, terms)")
-        return SegmentationLoss(_build_combo(term_spec, where), output_weights)
-    return SegmentationLoss(_build_term(term_spec, where), output_weights)
+    """The loss a ``loss`` section with its defaults filled in describes (module docstring).
+
+    ``where`` is the section's config path, named when a pixel-weighting loss gets no weight map. Raises
+    KeyError for a key the section lacks (its defaults were not filled).
+    """
+    output_weights = spec["deep_supervision_weights"]
+    term = _build_combo(spec["terms"], where) if spec["name"] == "combo" else _build_term(spec, where)
+    return SegmentationLoss(term, None if output_weights is None else tuple(float(w) for w in output_weights))

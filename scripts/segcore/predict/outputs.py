@@ -1,0 +1,120 @@
+"""The predictions folder: the one writer and the one reader of its layout.
+
+An experiment's predictions root holds one folder per prediction shard (rule predict's output)::
+
+    shard-<n>/
+        masks/<id>.tif          uint8 (H, W) class mask, 0 = background
+        colour/<id>.png         uint8 (H, W, 3) the mask in palette colours (visual.colourise)
+        overlays/<id>.png       uint8 (H, W, 3) the image, foreground tinted in those colours (visual.overlay)
+        probabilities/<id>.tif  float32 (K, H, W) class probabilities; only when they are saved
+
+Later stages read predictions through :func:`read_shard_mask` (one shard folder, as rule evaluate is given)
+and :func:`read_predicted_mask` (the root, searching every shard, as the report does), never by path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from segcore.io import InputError, atomic_dir, atomic_path, read_tiff, write_png, write_tiff
+from segcore.predict.visual import colourise, overlay
+
+MASKS, COLOUR, OVERLAYS, PROBABILITIES = "masks", "colour", "overlays", "probabilities"
+SHARD_GLOB = "shard-*"  # rule predict names the shard folders shard-<n>
+
+
+def _write_class_planes(path: Path, planes: np.ndarray) -> None:
+    """Write float32 (K, H, W) as K grey planes, atomically, bytes depending on the array alone.
+
+    :func:`segcore.io.write_tiff` lets tifffile guess the photometric: it stores 3 or 4 planes as RGB and
+    warns that a future version will store them otherwise; naming ``minisblack`` keeps K planes K planes.
+    """
+    with atomic_path(path, ".tif") as tmp:
+        tifffile.imwrite(
+            tmp, planes, photometric="minisblack", compression="zlib", metadata=None, software=False, datetime=False
+        )
+
+
+class ShardWriter:
+    """Writes the predictions of one image after another into a shard folder being built (see
+    :func:`shard_writer`)."""
+
+    def __init__(self, folder: Path, num_classes: int, save_probabilities: bool) -> None:
+        self.folder = folder
+        self.num_classes = num_classes
+        self.save_probabilities = save_probabilities
+        self.count = 0
+
+    def write(self, sample_id: str, image: np.ndarray, mask: np.ndarray, probabilities: np.ndarray) -> None:
+        """Write one image's predictions.
+
+        ``image``: the input as stored, (H, W) or (H, W, C) uint8/uint16 (only shown in the overlay);
+        ``mask``: uint8 (H, W) class mask; ``probabilities``: float32 (K, H, W), written only when the writer
+        saves probabilities. Raises ValueError when the arrays' sizes disagree, or the mask is not uint8.
+        """
+        if mask.dtype != np.uint8 or mask.shape != image.shape[:2] or probabilities.shape[1:] != mask.shape:
+            raise ValueError(
+                f"{sample_id}: need a uint8 mask of the image's size and (K, H, W) probabilities; got image "
+                f"{image.shape}, mask {mask.shape} {mask.dtype}, probabilities {probabilities.shape}"
+            )
+        write_tiff(self.folder / MASKS / f"{sample_id}.tif", mask)
+        write_png(self.folder / COLOUR / f"{sample_id}.png", colourise(mask, self.num_classes))
+        write_png(self.folder / OVERLAYS / f"{sample_id}.png", overlay(image, mask, self.num_classes))
+        if self.save_probabilities:
+            _write_class_planes(self.folder / PROBABILITIES / f"{sample_id}.tif", probabilities.astype(np.float32))
+        self.count += 1
+
+
+@contextlib.contextmanager
+def shard_writer(folder: str | os.PathLike, num_classes: int, save_probabilities: bool) -> Iterator[ShardWriter]:
+    """A :class:`ShardWriter` into a temporary folder that replaces ``folder`` when the block succeeds.
+
+    The folder is complete or absent: on an error nothing of it is left (:func:`segcore.io.atomic_dir`). A
+    shard without images still gets its (empty) subfolders.
+    """
+    with atomic_dir(folder) as tmp:
+        for kind in (MASKS, COLOUR, OVERLAYS) + ((PROBABILITIES,) if save_probabilities else ()):
+            (tmp / kind).mkdir()
+        yield ShardWriter(tmp, num_classes, save_probabilities)
+
+
+def read_shard_mask(shard_folder: str | os.PathLike, sample_id: str) -> np.ndarray:
+    """The uint8 (H, W) class mask predicted for ``sample_id`` in one shard folder.
+
+    Raises :class:`segcore.io.InputError` naming the file when the shard holds no mask for the id.
+    """
+    path = Path(shard_folder, MASKS, f"{sample_id}.tif")
+    if not path.exists():
+        raise InputError(f"{path}: no prediction for test image {sample_id!r}")
+    return read_tiff(path)
+
+
+def read_shard_probabilities(shard_folder: str | os.PathLike, sample_id: str) -> np.ndarray:
+    """The float32 (K, H, W) probabilities saved for ``sample_id`` in one shard folder.
+
+    Raises :class:`segcore.io.InputError` when they were not saved (``prediction.save_probabilities`` off).
+    """
+    path = Path(shard_folder, PROBABILITIES, f"{sample_id}.tif")
+    if not path.exists():
+        raise InputError(f"{path}: no saved probabilities for {sample_id!r} (prediction.save_probabilities)")
+    return read_tiff(path)
+
+
+def read_predicted_mask(root: str | os.PathLike, sample_id: str) -> np.ndarray:
+    """The uint8 (H, W) class mask predicted for ``sample_id`` in any shard under the predictions ``root``.
+
+    Raises :class:`segcore.io.InputError` when no shard, or more than one, holds a mask for the id.
+    """
+    # Each shard folder is checked by name rather than globbed for the id: ids may hold glob characters.
+    candidates = (shard / MASKS / f"{sample_id}.tif" for shard in sorted(Path(root).glob(SHARD_GLOB)))
+    found = [path for path in candidates if path.exists()]
+    if len(found) != 1:
+        shards = [str(path.parents[1]) for path in found]
+        raise InputError(f"{root}: need one prediction of {sample_id!r} among the shards, found {len(found)} {shards}")
+    return read_tiff(found[0])

@@ -1,0 +1,167 @@
+"""What the report shows: the experiments' comparison table, their sections, and the notes on the metrics.
+
+:func:`build_report` reads every experiment's results through their readers (run facts, metric tables,
+history, predictions) and hands the page to :func:`segcore.report.html.render_report`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segcore.data.canonical import read_sample
+from segcore.evaluate.metrics import best_and_worst, metric_names
+from segcore.evaluate.tables import read_per_image, read_summary
+from segcore.io import atomic_path
+from segcore.predict.outputs import read_predicted_mask
+from segcore.predict.visual import colourise, to_display_rgb
+from segcore.report.html import ExampleImage, ExperimentSection, render_report
+from segcore.train.curves import plot_history
+from segcore.train.run import read_history, read_training_facts
+
+# Test metrics in the comparison table: per-image means (and the pooled mean foreground Dice).
+HEADLINE_METRICS = ["pixel_accuracy", "mean_fg_dice", "mean_fg_iou", "tgs_map", "object_f1", "rand_error", "hd95"]
+NOTES = [
+    "Per-image mean: the metric computed on each test image, then averaged over images (NaN values skipped; "
+    "count says how many images had a value). Pooled: computed once from the confusion matrix summed over "
+    "all test images.",
+    "Dice and IoU per class: a class absent from both truth and prediction in an image is skipped (NaN); a "
+    "class predicted but absent from the truth scores 0. Mean foreground Dice/IoU average classes 1..K-1.",
+    "TGS mAP: mean over IoU thresholds 0.50:0.05:0.95 of (foreground IoU > t); empty truth and empty "
+    "prediction score 1, empty truth with any prediction 0.",
+    "Object precision/recall/F1: one-to-one matching of connected components (per class) at IoU > 0.5.",
+    "Pixel error: fraction of misclassified foreground/background pixels. Rand error: 1 - foreground-"
+    "restricted Rand F-score (ISBI 2012). HD95: 95th-percentile symmetric boundary distance in pixels; a "
+    "missed or spurious object counts as the image diagonal.",
+]
+
+
+@dataclass(frozen=True)
+class ExperimentResults:
+    """Where one experiment's results are: run facts (``training.json``), history table, merged per-image
+    and summary tables, and the predictions root (the folder holding its prediction shards)."""
+
+    name: str
+    facts: Path
+    history: Path
+    summary: Path
+    per_image: Path
+    predictions: Path
+
+
+def overview_row(name: str, facts: Mapping[str, Any], summary: pd.DataFrame) -> dict[str, Any]:
+    """One row of the comparison table: training facts, the per-image means of :data:`HEADLINE_METRICS`
+    (columns ``test <metric>``) and the pooled mean foreground Dice. ``summary``: indexed by metric
+    (:func:`segcore.evaluate.tables.read_summary`)."""
+    return {
+        "experiment": name,
+        "parameters": facts["parameters"],
+        "training s": facts["training_seconds"],
+        "epochs run": facts["epochs_run"],
+        "best val loss": facts["best_val_loss"],
+        "best val Dice": facts["best_val_dice"],
+        **{f"test {metric}": summary.loc[metric, "per_image_mean"] for metric in HEADLINE_METRICS},
+        "test mean_fg_dice (pooled)": summary.loc["mean_fg_dice", "pooled"],
+    }
+
+
+def extremes_table(per_image: pd.DataFrame, class_names: list[str], n: int) -> pd.DataFrame:
+    """Per metric, the ``n`` best and worst test images as ``"id (value)"`` lists, values to 3 decimals.
+
+    Columns ``metric``, ``best``, ``worst``; one row per metric of
+    :func:`segcore.evaluate.metrics.metric_names`. Images with a NaN value are left out
+    (:func:`segcore.evaluate.metrics.best_and_worst`), so a metric no image scores has empty lists.
+    """
+    values_by_id = per_image.set_index("id")
+    rows = []
+    for metric in metric_names(class_names):
+        best, worst = best_and_worst(per_image, metric, n)
+        values = values_by_id[metric]
+        rows.append({
+            "metric": metric,
+            "best": ", ".join(f"{i} ({values[i]:.3f})" for i in best),
+            "worst": ", ".join(f"{i} ({values[i]:.3f})" for i in worst),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["metric", "best", "worst"])
+
+
+def example_images(
+    data: str | os.PathLike, predictions: str | os.PathLike, ids: Sequence[str], scores: pd.Series, num_classes: int
+) -> list[ExampleImage]:
+    """The report's panels of ``ids``: image (stretched to its range), truth and prediction in palette colours.
+
+    ``scores``: mean foreground Dice by id, shown in the caption. Raises :class:`segcore.io.InputError` when
+    an id has no prediction under the ``predictions`` root.
+    """
+    shown = []
+    for sample_id in ids:
+        sample = read_sample(data, sample_id)
+        prediction = read_predicted_mask(predictions, sample_id)
+        shown.append(
+            ExampleImage(
+                sample_id,
+                f"{sample_id}: mean foreground Dice {scores[sample_id]:.4f}",
+                to_display_rgb(sample.image),
+                colourise(sample.mask, num_classes),
+                colourise(prediction, num_classes),
+            )
+        )
+    return shown
+
+
+def experiment_section(
+    results: ExperimentResults,
+    facts: Mapping[str, Any],
+    summary: pd.DataFrame,
+    data: str | os.PathLike,
+    class_names: list[str],
+    n_examples: int,
+) -> ExperimentSection:
+    """One experiment's section: facts, summary, per-metric extremes, and the ``n_examples`` best and worst
+    test images by mean foreground Dice."""
+    per_image = read_per_image(results.per_image, class_names)
+    best, worst = best_and_worst(per_image, "mean_fg_dice", n_examples)
+    scores = per_image.set_index("id")["mean_fg_dice"]
+    return ExperimentSection(
+        name=results.name,
+        summary=summary.reset_index(),
+        extremes=extremes_table(per_image, class_names, n_examples),
+        facts={key: str(value) for key, value in facts.items()},
+        best=example_images(data, results.predictions, best, scores, len(class_names)),
+        worst=example_images(data, results.predictions, worst, scores, len(class_names)),
+    )
+
+
+def build_report(
+    dataset: str,
+    experiments: Sequence[ExperimentResults],
+    data: str | os.PathLike,
+    class_names: list[str],
+    n_examples: int,
+    curves: str | os.PathLike,
+) -> str:
+    """The report page (HTML) comparing ``experiments``, in the given order.
+
+    Also writes ``curves`` (PNG): the training curves of every experiment in one figure, which the page
+    embeds.
+    """
+    overview, sections, histories = [], [], {}
+    for results in experiments:
+        facts = read_training_facts(results.facts)
+        summary = read_summary(results.summary)
+        histories[results.name] = read_history(results.history)
+        overview.append(overview_row(results.name, facts, summary))
+        sections.append(experiment_section(results, facts, summary, data, class_names, n_examples))
+    plot_history(histories, curves)
+    return render_report(dataset, pd.DataFrame(overview), sections, str(curves), NOTES)
+
+
+def write_report(path: str | os.PathLike, page: str) -> None:
+    """Write the page as UTF-8, atomically."""
+    with atomic_path(path, ".html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
