@@ -6,6 +6,10 @@ import jsonschema
 import yaml
 from snakemake.utils import validate
 
+# Environment of every job (segcore.compute.JOB_ENVIRONMENT, read by OpenMP when torch loads): idle threads
+# of torch jobs running side by side sleep instead of spinning on the cores the other job needs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def check_config(config, schema_path):
     """Stop with the config key's name and the problem for every schema violation, then fill defaults."""
@@ -24,11 +28,7 @@ def check_config(config, schema_path):
     validate(config, schema_path)
 
 
-def # Every job's environment (segcore.compute.JOB_ENVIRONMENT, read by OpenMP when torch loads): idle threads of
-# torch jobs running side by side sleep instead of spinning on the cores the other job needs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-replace_experiments_from_configfiles(config):
+def replace_experiments_from_configfiles(config):
     """Let a --configfile's ``experiments`` replace the default ones instead of merging into them.
 
     Snakemake deep-merges every --configfile over config/config.yaml; for the map of named experiments that
