@@ -28,6 +28,7 @@ localrules:
 
 
 include: "rules/data.smk"
+include: "rules/plan.smk"
 include: "rules/augment.smk"
 include: "rules/train.smk"
 include: "rules/predict.smk"

@@ -36,6 +36,7 @@ rule class_weights:
         runtime=20,
     params:
         class_names=CLASSES,
+        class_balance=config["weights"]["class_balance"],
     script:
         "../scripts/class_weights.py"
 

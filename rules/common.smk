@@ -41,8 +41,23 @@ def replace_experiments_from_configfiles(config):
             config["experiments"] = loaded["experiments"]
 
 
+def check_split_counts(config):
+    """Stop when split.counts asks for more images than a generated dataset has (known before any job)."""
+    if config["dataset"]["source"] != "shapes" or config["split"]["method"] != "counts":
+        return
+    counts = config["split"]["counts"]
+    asked = counts["train"] + counts["val"] + counts["test"]
+    available = config["dataset"]["shapes"]["count"]
+    if asked > available:
+        raise ValueError(
+            f"config key split.counts: asks for {asked} samples ({counts['train']}:{counts['val']}:"
+            f"{counts['test']}) but dataset.shapes.count is {available}"
+        )
+
+
 replace_experiments_from_configfiles(config)
 check_config(config, workflow.source_path("../config/schema.yaml"))
+check_split_counts(config)
 
 DATASET = config["dataset"]["name"]
 CLASSES = config["dataset"]["classes"]
@@ -53,6 +68,52 @@ SHARDS = list(range(config["shards"]))
 def experiment_config(wildcards):
     """The experiment's config section with its defaults filled in."""
     return config["experiments"][wildcards.experiment]
+
+
+PLANNED_TRAINING_KEYS = (
+    "patch_size",
+    "batch_size",
+    "normalisation",
+    "validation_every",
+    "epochs",
+)
+PLANNED_PREDICTION_KEYS = ("tile_size", "overlap")
+
+
+def plan_settings(wildcards):
+    """The config values the plan is made from (its params): the experiment's model and augmentation flag,
+    and the keys whose value it resolves; only these, so changing another key does not rewrite the plan and
+    retrain.
+    """
+    experiment = experiment_config(wildcards)
+    return {
+        "model": experiment["model"],
+        "augmentation": experiment["augmentation"],
+        "training": {key: config["training"][key] for key in PLANNED_TRAINING_KEYS},
+        "prediction": {
+            key: config["prediction"][key] for key in PLANNED_PREDICTION_KEYS
+        },
+        "memory_budget_mb": config["plan"]["memory_budget_mb"],
+        "augment_copies": config["augment"]["copies"],
+    }
+
+
+def import_folders(wildcards):
+    """The import's folders or TIFF stacks of a folder-source dataset, the inputs of its import.
+
+    A path that does not exist stops the run before any job, naming its config key (relative paths start in
+    the working directory). An input function and not a parse-time check, so that linting the unedited
+    template config/custom.yaml still parses.
+    """
+    settings = config["dataset"]["import"]
+    keys = [key for key in ("images", "masks", "instances") if key in settings]
+    for key in keys:
+        if not os.path.exists(settings[key]):
+            raise ValueError(
+                f"config key dataset.import.{key}: {settings[key]!r} does not exist "
+                f"(relative paths start in the working directory {os.getcwd()})"
+            )
+    return sorted({settings[key] for key in keys})
 
 
 def augment_settings():

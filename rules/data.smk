@@ -47,14 +47,8 @@ if config["dataset"]["source"] == "download":
     IMPORT_INPUTS = ["resources/{dataset}/download"]
 
 elif config["dataset"]["source"] == "folder":
-    # The user's own folders or TIFF stacks, so that files added there rerun the import.
-    IMPORT_INPUTS = sorted(
-        {
-            config["dataset"]["import"][key]
-            for key in ("images", "masks", "instances")
-            if key in config["dataset"]["import"]
-        }
-    )
+    # The user's own folders or TIFF stacks, so that files added there rerun the import (checked to exist).
+    IMPORT_INPUTS = import_folders
 
 
 if config["dataset"]["source"] in ("download", "folder"):

@@ -1,6 +1,8 @@
 rule predict:
     input:
         model="results/{dataset}/{experiment}/model.pt",
+        # Normalisation, tile size and overlap (rule plan).
+        plan="results/{dataset}/{experiment}/plan.json",
         data="results/{dataset}/data",
         split="results/{dataset}/split.tsv",
     output:

@@ -1,6 +1,8 @@
 rule report:
     input:
         data="results/{dataset}/data",
+        fingerprint="results/{dataset}/fingerprint.json",
+        plan=per_experiment("results/{dataset}/{experiment}/plan.json"),
         facts=per_experiment("results/{dataset}/{experiment}/training.json"),
         history=per_experiment("results/{dataset}/{experiment}/history.tsv"),
         summary=per_experiment("results/{dataset}/{experiment}/metrics/summary.tsv"),
@@ -32,6 +34,7 @@ rule report:
         experiments=EXPERIMENTS,
         prediction_roots=per_experiment("results/{dataset}/{experiment}/predictions"),
         n_examples=config["report"]["examples"],
+        threshold=config["prediction"]["threshold"],
         class_names=CLASSES,
     script:
         "../scripts/make_report.py"

@@ -2,6 +2,8 @@ rule train:
     input:
         data="results/{dataset}/data",
         split="results/{dataset}/split.tsv",
+        # Normalisation, patch and batch size, validation tiles and schedule (rule plan).
+        plan="results/{dataset}/{experiment}/plan.json",
         # Augmented shards (originals + copies) or the canonical folder; weight maps only when the loss uses them.
         samples=training_samples,
         weights=training_weight_maps,
@@ -42,7 +44,6 @@ rule train:
     params:
         experiment=experiment_config,
         training=config["training"],
-        tile_size=config["prediction"]["tile_size"],
         seed=config["seed"],
         class_names=CLASSES,
         # Not an output: Snakemake deletes the outputs of a failed job, and a rerun resumes from this.

@@ -6,7 +6,7 @@ from segcore.rule_runner import log, run_rule
 
 
 def main(smk) -> None:
-    table = class_weight_table(smk.input.samples, smk.params.class_names)
+    table = class_weight_table(smk.input.samples, smk.params.class_names, balance=smk.params.class_balance)
     write_table(smk.output.weights, table)
     log.info("class weights:\n%s", table.to_string(index=False))
 

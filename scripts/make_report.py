@@ -16,6 +16,7 @@ def main(smk) -> None:
             summary=Path(smk.input.summary[index]),
             per_image=Path(smk.input.per_image[index]),
             predictions=Path(smk.params.prediction_roots[index]),
+            plan=Path(smk.input.plan[index]),
         )
         for index, name in enumerate(smk.params.experiments)
     ]
@@ -26,6 +27,8 @@ def main(smk) -> None:
         class_names=list(smk.params.class_names),
         n_examples=smk.params.n_examples,
         curves=smk.output.curves,
+        threshold=smk.params.threshold,
+        fingerprint=smk.input.fingerprint,
     )
     write_report(smk.output.html, page)
     log.info("report for %d experiments written", len(experiments))

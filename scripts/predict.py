@@ -3,19 +3,22 @@ overlays and, when ``prediction.save_probabilities`` is set, probabilities; layo
 :mod:`segcore.predict.outputs`)."""
 
 from segcore.compute import configure_threads
+from segcore.plan.plan import read_plan, resolve_prediction
 from segcore.predict.shard import PredictionSettings, predict_shard, shard_test_ids
 from segcore.rule_runner import run_rule
 
 
 def main(smk) -> None:
     configure_threads(smk.threads)
+    plan = read_plan(smk.input.plan)  # tile size and overlap when "auto", and the training's normalisation
     predict_shard(
         model_path=smk.input.model,
         data=smk.input.data,
         ids=shard_test_ids(smk.input.split, int(smk.wildcards.shard), smk.params.n_shards),
-        settings=PredictionSettings.from_config(smk.params.prediction),
+        settings=PredictionSettings.from_config(resolve_prediction(smk.params.prediction, plan)),
         device_request=smk.params.device,
         folder=smk.output.predictions,
+        normalisation=plan.normalisation,
     )
 
 

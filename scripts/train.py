@@ -8,6 +8,7 @@ continues from it, and it is removed once the outputs are written.
 from pathlib import Path
 
 from segcore.compute import configure_threads
+from segcore.plan.plan import read_plan, resolve_training
 from segcore.rule_runner import run_rule
 from segcore.train.checkpoint import remove_state
 from segcore.train.run import TrainingJob, train_experiment, write_training_outputs
@@ -15,19 +16,21 @@ from segcore.train.run import TrainingJob, train_experiment, write_training_outp
 
 def main(smk) -> None:
     configure_threads(smk.threads)
+    plan = read_plan(smk.input.plan)  # the values of the keys left "auto", and the normalisation
     job = TrainingJob(
         name=smk.wildcards.experiment,
         experiment=dict(smk.params.experiment),
-        training=dict(smk.params.training),
+        training=resolve_training(smk.params.training, plan),
         seed=smk.params.seed,
         class_names=list(smk.params.class_names),
-        tile_size=smk.params.tile_size,
+        tile_size=plan.tile_size,
         data=Path(smk.input.data),
         split=Path(smk.input.split),
         samples=[Path(folder) for folder in smk.input.samples],
         weights=[Path(folder) for folder in smk.input.weights],
         resume_state=Path(smk.params.resume_state),
         source_dir=smk.scriptdir,
+        normalisation=plan.normalisation,
     )
     run = train_experiment(job)
     write_training_outputs(

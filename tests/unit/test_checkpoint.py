@@ -38,10 +38,13 @@ RUN = {"experiment": {"model": {"name": "unet"}}, "seed": 3}
 
 
 def loop_settings(**changes) -> TrainSettings:
-    """Settings of the tiny runs below: Adam at 1e-3, halved after 3 epochs without improvement, early
-    stopping after 10, seed 5; ``changes`` replace any of them."""
+    """Settings of the tiny runs below: Adam at 1e-3, halved after 3 epochs without validation-loss
+    improvement (no warm-up, no clipping), early stopping after 10, whole images validated every epoch,
+    seed 5; ``changes`` replace any of them."""
     values = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_factor": 0.5, "lr_patience": 3}
-    return TrainSettings(**{**values, "early_stopping_patience": 10, "seed": 5, **changes})
+    recipe = {"schedule": "plateau", "warmup_epochs": 0, "gradient_clip": None, "select_by": "val_loss"}
+    return TrainSettings(**{**values, **recipe, "validation_every": 1, "early_stopping_patience": 10, "seed": 5,
+                            **changes})  # fmt: skip
 
 
 # --- fingerprints and digests ----------------------------------------------------------------------------
@@ -203,7 +206,8 @@ def train_tiny(
 
 
 def without_seconds(history: list[dict]) -> list[dict]:
-    return [{key: value for key, value in row.items() if key != "seconds"} for row in history]
+    """The rows without their timings (``seconds``, ``validation_seconds``)."""
+    return [{key: value for key, value in row.items() if not key.endswith("seconds")} for row in history]
 
 
 def test_fit_resumed_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path):

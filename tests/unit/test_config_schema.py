@@ -69,7 +69,7 @@ def schema_error(section: str, values: Any, where: str | None = None) -> str:
 # --- the whole config, as the Snakefile checks it ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("presets", [(), ("isbi2012.yaml",), ("custom.yaml",), ("ablation.yaml",)])
+@pytest.mark.parametrize("presets", [(), ("isbi2012.yaml",), ("custom.yaml",), ("ablation.yaml",), ("dsb2018.yaml",)])
 def test_every_shipped_config_passes_and_fills_like_with_defaults(presets):
     config = merged_config(*presets)
     check_config(config, str(SCHEMA_PATH))  # raises on any violation, then fills the defaults
@@ -135,7 +135,10 @@ def test_model_defaults_per_preset(spec, expected):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"name": "unet", "upsampling": "foo"}, "model.upsampling: 'foo' is not one of ['transpose', 'interp']"),
+        (
+            {"name": "unet", "upsampling": "foo"},
+            "model.upsampling: 'foo' is not one of ['transpose', 'interp', 'unpool']",
+        ),
         ({"name": "unet", "colour": 1}, "model: Unevaluated properties are not allowed ('colour' was unexpected)"),
         ({"name": "vnet"}, "model.name: 'vnet' is not one of"),
         ({"widths": [4, 8]}, "model: 'name' is a required property"),
@@ -343,7 +346,7 @@ def test_augment_and_weights_defaults_are_the_papers():
     assert with_defaults("augment", {}) == {
         "copies": 1, "flips": True, "elastic": True, "elastic_points": 3, "elastic_sigma": 10.0,
     }  # fmt: skip
-    assert with_defaults("weights", {}) == {"w0": 10.0, "sigma": 5.0, "background_only": True}
+    assert with_defaults("weights", {}) == {"w0": 10.0, "sigma": 5.0, "background_only": True, "class_balance": True}
     assert with_defaults("dataset.shapes", {}) == {"count": 1000, "size": 128, "max_objects": 5}
 
 

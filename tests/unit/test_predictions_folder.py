@@ -45,7 +45,9 @@ def write_shard(folder: Path, ids: list[str], save_probabilities: bool = False) 
 def test_a_shard_holds_masks_colour_masks_and_overlays(tmp_path: Path):
     folder = tmp_path / "predictions" / "shard-0"
     write_shard(folder, ["a", "b"])
-    assert sorted(path.name for path in folder.iterdir()) == ["colour", "masks", "overlays"]
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "colour", "instances", "instances.json", "masks", "overlays",
+    ]  # fmt: skip
     mask = tifffile.imread(folder / "masks" / "a.tif")
     assert mask.dtype == np.uint8 and np.array_equal(mask, MASK)
     black, blue, orange = [0, 0, 0], [31, 119, 180], [255, 127, 14]  # background, then tab10's first colours
@@ -73,8 +75,8 @@ def test_probabilities_are_written_only_when_asked(tmp_path: Path):
 def test_an_empty_shard_has_its_empty_subfolders(tmp_path: Path):
     write_shard(tmp_path / "shard-3", [], save_probabilities=True)
     kinds = sorted(path.name for path in (tmp_path / "shard-3").iterdir())
-    assert kinds == ["colour", "masks", "overlays", "probabilities"]
-    assert not any((tmp_path / "shard-3").rglob("*.*"))
+    assert kinds == ["colour", "instances", "instances.json", "masks", "overlays", "probabilities"]
+    assert [path.name for path in (tmp_path / "shard-3").rglob("*.*")] == ["instances.json"]
 
 
 def test_a_failed_shard_leaves_no_folder_and_keeps_an_older_one(tmp_path: Path):
@@ -137,10 +139,12 @@ def schema_prediction_defaults() -> dict:
 
 
 def test_prediction_settings_come_from_the_config_section():
-    settings = PredictionSettings.from_config(schema_prediction_defaults())
+    # The plan resolves tile_size and overlap when they are "auto" (segcore.plan.plan.resolve_prediction).
+    settings = PredictionSettings.from_config({**schema_prediction_defaults(), "tile_size": 256, "overlap": 32})
     assert settings == PredictionSettings(
-        tile_size=256, overlap=32, blend="gaussian", batch_size=8, tta="none", save_probabilities=False
-    )
+        tile_size=256, overlap=32, blend="gaussian", batch_size=8, tta="none", save_probabilities=False,
+        instances="auto", watershed_h=1.0, threshold="argmax",
+    )  # fmt: skip
     section = schema_prediction_defaults()
     del section["tta"]
     with pytest.raises(InputError, match=r"prediction\.tta"):
@@ -161,7 +165,9 @@ def test_predict_shard_writes_whole_image_predictions(tmp_path: Path):
     model = build_model(spec, 3, 3).eval()
     metadata = {"model_spec": spec, "in_channels": 3, "num_classes": 3, "class_names": ["a", "b", "c"]}
     save_model(tmp_path / "model.pt", model, metadata)
-    settings = PredictionSettings.from_config({**schema_prediction_defaults(), "save_probabilities": True})
+    settings = PredictionSettings.from_config(
+        {**schema_prediction_defaults(), "tile_size": 256, "overlap": 32, "save_probabilities": True}
+    )
     folder = tmp_path / "predictions" / "shard-0"
     device = predict_shard(tmp_path / "model.pt", tmp_path / "data", ["s0", "s2"], settings, "cpu", folder)
     assert device == torch.device("cpu")

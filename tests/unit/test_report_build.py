@@ -108,7 +108,7 @@ def test_example_images_show_image_truth_and_prediction_from_any_shard(tmp_path:
 def test_build_report_renders_every_part_and_writes_the_curves(tmp_path: Path):
     results = write_results(tmp_path)
     curves = tmp_path / "out" / "curves.png"
-    page = build_report("tiny", [results], tmp_path / "data", CLASSES, n_examples=1, curves=curves)
+    page = build_report("tiny", [results], tmp_path / "data", CLASSES, n_examples=1, curves=curves, threshold="argmax")
     assert curves.read_bytes()[:4] == b"\x89PNG"
     assert "Experiment x" in page and "<th>best_val_dice</th><td>0.75</td>" in page
     assert "s1: mean foreground Dice 0.2500" in page and "s0: mean foreground Dice 0.0000" in page

@@ -25,6 +25,7 @@ from segcore.data.canonical import Sample, write_canonical
 from segcore.io import InputError, write_table, write_tiff
 from segcore.model.model_file import load_model
 from segcore.model.unet import build_model
+from segcore.plan.normalise import DTYPE_SCALING, Normalisation
 from segcore.train.data import LabelledImages
 from segcore.train.loop import Hardware, TrainSettings
 from segcore.train.run import (
@@ -58,11 +59,13 @@ def model(spec: dict, in_channels: int, num_classes: int):
 
 
 def test_train_settings_take_every_value_from_the_config_section():
-    settings = TrainSettings.from_config(schema_training_defaults(), seed=7)
-    # The schema's defaults as written there; patch_size and device are not loop settings and are ignored.
+    settings = TrainSettings.from_config(schema_training_defaults(), seed=7, batch_size=16, validation_every=4)
+    # The schema's defaults as written there; patch_size, device and the sampling keys are not loop settings
+    # and are ignored; "auto" keys are resolved (by the plan) and passed in.
     assert settings == TrainSettings(
-        epochs=20, batch_size=16, learning_rate=0.002, lr_factor=0.5, lr_patience=3, early_stopping_patience=10, seed=7
-    )
+        epochs=20, batch_size=16, learning_rate=0.002, lr_factor=0.5, lr_patience=3, early_stopping_patience=10,
+        schedule="poly", warmup_epochs=1, gradient_clip=12, select_by="val_dice", validation_every=4, seed=7,
+    )  # fmt: skip
     custom = {**schema_training_defaults(), "epochs": 3, "learning_rate": 0.1}
     assert TrainSettings.from_config(custom, seed=1).epochs == 3
     assert TrainSettings.from_config(custom, seed=1).learning_rate == 0.1
@@ -184,12 +187,23 @@ def test_outcome_facts_pick_the_first_epoch_of_lowest_validation_loss():
     history = pd.DataFrame({
         "epoch": [1, 2, 3, 4], "val_loss": [0.9, 0.4123456, 0.5, 0.4123456], "val_dice": [0.1, 0.7654321, 0.6, 0.8],
     })  # fmt: skip
-    assert outcome_facts(history) == {
+    assert outcome_facts(history, "val_loss") == {
         "epochs_run": 4,
+        "select_by": "val_loss",
         "best_epoch": 2,
         "best_val_loss": 0.41235,
         "best_val_dice": 0.76543,
     }
+
+
+def test_outcome_facts_pick_the_first_epoch_of_highest_validation_dice_skipping_nan():
+    history = pd.DataFrame({
+        "epoch": [1, 2, 3, 4, 5], "val_loss": [0.9, 0.5, 0.4, 0.3, 0.2], "val_dice": [np.nan, 0.5, 0.8, 0.8, np.nan],
+    })  # fmt: skip
+    facts = outcome_facts(history, "val_dice")
+    assert (facts["select_by"], facts["best_epoch"], facts["best_val_dice"]) == ("val_dice", 3, 0.8)
+    all_nan = pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, 0.4], "val_dice": [np.nan, np.nan]})
+    assert outcome_facts(all_nan, "val_dice")["best_epoch"] == 1  # fit keeps the first epoch then
 
 
 def test_training_facts_round_trip_in_order(tmp_path: Path):
@@ -222,8 +236,19 @@ def tiny_dataset(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "data", folder / "split.tsv", folder / "weights"
 
 
-def tiny_job(folder: Path, epochs: int, device: str = "cpu", padding: str = "same") -> TrainingJob:
-    training = {**schema_training_defaults(), "epochs": epochs, "batch_size": 4, "device": device}
+# The normalisation a plan gives the tiny dataset's uniform 0..255 RGB pixels.
+TINY_NORMALISATION = Normalisation("zscore", mean=(127.5,) * 3, sd=(73.9,) * 3)
+
+
+def tiny_job(
+    folder: Path, epochs: int, device: str = "cpu", padding: str = "same",
+    normalisation: Normalisation = TINY_NORMALISATION,
+) -> TrainingJob:  # fmt: skip
+    # The training section as the rule passes it: the keys left "auto" resolved by the plan.
+    training = {
+        **schema_training_defaults(), "epochs": epochs, "batch_size": 4, "device": device, "patch_size": None,
+        "normalisation": normalisation.mode, "validation_every": 1,
+    }  # fmt: skip
     return TrainingJob(
         name="tiny",
         experiment=with_defaults(
@@ -245,6 +270,7 @@ def tiny_job(folder: Path, epochs: int, device: str = "cpu", padding: str = "sam
         weights=[folder / "weights"],
         resume_state=folder / ".resume" / "state.pt",
         source_dir=str(folder),
+        normalisation=normalisation,
     )
 
 
@@ -254,16 +280,23 @@ def test_a_tiny_run_trains_writes_and_resumes(tmp_path: Path, padding: str):
     tiny_dataset(tmp_path)
     job = tiny_job(tmp_path, epochs=2, padding=padding)
     run = train_experiment(job)
-    assert list(run.history.columns) == ["epoch", "train_loss", "val_loss", "val_dice", "learning_rate", "seconds"]
+    assert list(run.history.columns) == [
+        "epoch", "train_loss", "val_loss", "val_dice", "image_val_loss", "image_val_dice", "learning_rate",
+        "seconds", "validation_seconds",
+    ]  # fmt: skip
     assert list(run.history["epoch"]) == [1, 2]
     assert run.facts["training_samples"] == 6 and run.facts["epochs_run"] == 2 and run.facts["device"] == "cpu"
-    assert list(run.facts)[:8] == [
-        "experiment", "parameters", "training_seconds", "epochs_run", "best_epoch", "best_val_loss",
-        "best_val_dice", "training_samples",
+    assert list(run.facts)[:13] == [
+        "experiment", "parameters", "training_seconds", "epochs_run", "select_by", "best_epoch", "best_val_loss",
+        "best_val_dice", "image_val_loss", "image_val_dice", "foreground_threshold", "threshold_val_dice",
+        "training_samples",
     ]  # fmt: skip
+    assert 0.01 <= run.facts["foreground_threshold"] <= 0.99  # two classes: an operating point is chosen
+    assert run.metadata["foreground_threshold"] == run.facts["foreground_threshold"]
     assert run.metadata == {
         "model_spec": job.experiment["model"], "in_channels": 3, "num_classes": 2,
-        "class_names": ["background", "thing"],
+        "class_names": ["background", "thing"], "border_class": False,
+        "foreground_threshold": run.facts["foreground_threshold"],
     }  # fmt: skip
     assert job.resume_state.exists()  # kept until the outputs are written; the rule removes it
 
@@ -288,3 +321,12 @@ def test_a_run_refuses_the_state_of_another_run(tmp_path: Path):
     train_experiment(tiny_job(tmp_path, epochs=1))
     with pytest.raises(InputError, match="differs in training"):
         train_experiment(tiny_job(tmp_path, epochs=2))
+
+
+def test_a_run_refuses_the_state_of_a_run_with_another_normalisation(tmp_path: Path):
+    torch.set_num_threads(1)
+    tiny_dataset(tmp_path)
+    train_experiment(tiny_job(tmp_path, epochs=1))
+    # The images are normalised before the data digest, so the digest (and the refusal) follows it.
+    with pytest.raises(InputError, match="differs in .*train_data"):
+        train_experiment(tiny_job(tmp_path, epochs=1, normalisation=DTYPE_SCALING))

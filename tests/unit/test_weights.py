@@ -297,12 +297,19 @@ def tiny_shard(folder, masks: dict[str, np.ndarray]) -> None:
 def test_class_weight_table_counts_every_shard(tmp_path):
     tiny_shard(tmp_path / "s0", {"a": np.array([[0, 0, 1], [0, 0, 1]])})  # 4 background, 2 class 1
     tiny_shard(tmp_path / "s1", {"b": np.array([[0, 0, 0], [0, 0, 0]]), "c": np.array([[1, 0, 0]])})
-    table = class_weight_table([tmp_path / "s0", tmp_path / "s1"], ["background", "cell", "nucleus"])
+    table = class_weight_table([tmp_path / "s0", tmp_path / "s1"], ["background", "cell", "nucleus"], balance=True)
     # background 4 + 6 + 2 = 12, class 1 2 + 1 = 3, of 15 pixels: w = 15 / (2 * count) for the two present
     # classes, 1 for the absent one
     assert table["pixels"].tolist() == [12, 3, 0]
     np.testing.assert_allclose(table["weight"], [15 / 24, 15 / 6, 1.0], rtol=1e-6)
     assert table[["class", "name"]].values.tolist() == [[0, "background"], [1, "cell"], [2, "nucleus"]]
+
+
+def test_class_weight_table_without_balance_weighs_every_class_one(tmp_path):
+    tiny_shard(tmp_path / "s0", {"a": np.array([[0, 0, 1], [0, 0, 1]])})
+    table = class_weight_table([tmp_path / "s0"], ["background", "cell", "nucleus"], balance=False)
+    assert table["pixels"].tolist() == [4, 2, 0]
+    assert table["weight"].tolist() == [1.0, 1.0, 1.0] and table["weight"].dtype == np.float32
 
 
 def test_write_weight_maps_writes_one_map_per_sample_atomically(tmp_path):

@@ -24,6 +24,8 @@ pytestmark = pytest.mark.workflow
 RULES = [
     "generate_shapes",
     "split",
+    "fingerprint",
+    "plan",
     "augment",
     "class_weights",
     "weight_maps",
@@ -74,8 +76,12 @@ def test_every_declared_output_exists_and_is_valid(tiny_run: Path):
     assert metadata["class_names"] == ["background", "circle", "triangle", "square"]
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 4, 64, 64)
     history = pd.read_csv(experiment / "history.tsv", sep="\t")
-    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_dice", "learning_rate", "seconds"]
+    assert list(history.columns) == [
+        "epoch", "train_loss", "val_loss", "val_dice", "image_val_loss", "image_val_dice", "learning_rate",
+        "seconds", "validation_seconds",
+    ]  # fmt: skip
     assert list(history["epoch"]) == [1, 2] and np.isfinite(history["train_loss"]).all()
+    assert np.isfinite(history["image_val_dice"].iloc[-1])  # whole images validated at the last epoch
     assert (experiment / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     facts = json.loads((experiment / "training.json").read_text())
     assert facts["device"] == ("cuda" if torch.cuda.is_available() else "cpu") and facts["epochs_run"] == 2
@@ -136,15 +142,16 @@ def test_bad_config_stops_with_the_key_name(tmp_path: Path, override, message):
     assert message in result.stdout + result.stderr
 
 
-def test_impossible_split_stops_naming_the_key_and_keeps_earlier_outputs(tmp_path: Path):
+def test_impossible_split_stops_naming_the_key_before_any_job(tmp_path: Path):
+    # A generated dataset's size is known from the config, so the check runs before any job (rules/common.smk);
+    # for imported data rule split makes the same check (segcore.data.split.subset_sizes).
     configfile = tiny_workflow_config(
         tmp_path, split={"method": "counts", "counts": {"train": 30, "val": 8, "test": 8}}
     )
     result = run(snakemake_command(tmp_path, configfile, "results/tiny/split.tsv"), timeout=300)
     assert result.returncode != 0
-    assert "config key split.counts: asks for 46 samples (30:8:8) but the dataset has only 40" in result.stderr
-    assert (tmp_path / "results" / "tiny" / "data" / "manifest.tsv").exists()  # the data stage is kept
-    assert not (tmp_path / "results" / "tiny" / "split.tsv").exists()
+    assert "config key split.counts: asks for 46 samples (30:8:8) but dataset.shapes.count is 40" in result.stderr
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("name", ["report.zip", "report.html"])

@@ -16,18 +16,21 @@ from segcore.data.canonical import read_manifest, read_sample
 from segcore.io import atomic_dir, read_tiff, write_tiff
 
 
-def class_weight_table(shard_dirs: Sequence[str | os.PathLike], class_names: Sequence[str]) -> pd.DataFrame:
-    """Class pixel counts over every mask of ``shard_dirs`` and the inverse-frequency weights from them.
+def class_weight_table(
+    shard_dirs: Sequence[str | os.PathLike], class_names: Sequence[str], *, balance: bool
+) -> pd.DataFrame:
+    """Class pixel counts over every mask of ``shard_dirs`` and the class weights ``w_c`` from them.
 
     Returns one row per class, columns ``class`` (id), ``name``, ``pixels`` (int64) and ``weight``
-    (float32, :func:`segcore.augment.weight_maps.class_weights_from_counts`). Raises ValueError for a
-    mask value outside ``0..len(class_names) - 1`` or when no mask holds any pixel.
+    (float32): with ``balance`` (``weights.class_balance``) the inverse-frequency weights of
+    :func:`segcore.augment.weight_maps.class_weights_from_counts`, else 1 for every class. Raises
+    ValueError for a mask value outside ``0..len(class_names) - 1`` or when no mask holds any pixel.
     """
     counts = np.zeros(len(class_names), np.int64)
     for shard in shard_dirs:
         for sample_id in read_manifest(shard)["id"]:
             counts += class_pixel_counts(read_tiff(f"{shard}/masks/{sample_id}.tif"), len(class_names))
-    weights = class_weights_from_counts(counts)
+    weights = class_weights_from_counts(counts) if balance else np.ones(len(class_names), np.float32)
     return pd.DataFrame(
         {"class": range(len(class_names)), "name": list(class_names), "pixels": counts, "weight": weights}
     )

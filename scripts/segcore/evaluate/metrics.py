@@ -97,22 +97,25 @@ def image_metrics(
     pred: np.ndarray,
     class_names: list[str],
     truth_instances: np.ndarray | None = None,
+    pred_instances: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All metrics of one image as a flat dict of Python floats, keyed as :func:`metric_names`.
 
     ``truth``, ``pred``: ``uint8`` (H, W) class masks, values 0..K-1 with K = ``len(class_names)``;
-    ``truth_instances``: optional integer (H, W) instance mask (0 = no object) used as the truth objects.
+    ``truth_instances``: optional integer (H, W) instance mask (0 = no object) used as the truth objects;
+    ``pred_instances``: likewise the predicted objects (the predictions folder's instances).
     Class metrics come from the image's confusion matrix (:func:`class_metrics`). Foreground (any class
     > 0) feeds ``tgs_map``, ``pixel_error`` and ``hd95``. ``object_*`` are from
     :func:`segcore.evaluate.object_metrics.object_scores`. ``rand_error`` compares label images: the 4-connected
     components of each foreground class (:func:`segcore.evaluate.object_metrics.label_objects`), or
-    ``truth_instances`` on the truth side when given; NaN when the truth has no foreground.
+    ``truth_instances`` / ``pred_instances`` on their side when given; NaN when the truth has no foreground.
     """
     check_same_shape(truth, pred)
     values = class_metrics(confusion_matrix(truth, pred, len(class_names)), class_names)
     truth_fg, pred_fg = truth > 0, pred > 0
-    objects = object_scores(truth, pred, truth_instances)
+    objects = object_scores(truth, pred, truth_instances, pred_instances)
     truth_labels = label_objects(truth) if truth_instances is None else truth_instances
+    pred_labels = label_objects(pred) if pred_instances is None else pred_instances
     values.update(
         {
             "tgs_map": tgs_average_precision(truth_fg, pred_fg),
@@ -120,7 +123,7 @@ def image_metrics(
             "object_recall": objects["recall"],
             "object_f1": objects["f1"],
             "pixel_error": pixel_error(truth_fg, pred_fg),
-            "rand_error": rand_error(truth_labels, label_objects(pred)),
+            "rand_error": rand_error(truth_labels, pred_labels),
             "hd95": hausdorff95(truth_fg, pred_fg),
         }
     )

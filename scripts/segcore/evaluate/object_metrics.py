@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.measure import label as label_components
 
 from segcore.confusion import check_same_shape
+from segcore.predict.instances import component_instances
 
 # TGS Salt Identification Challenge thresholds 0.50, 0.55, ..., 0.95; rounded so each equals its literal
 # (np.arange alone accumulates error, e.g. 0.6000000000000001).
 TGS_IOU_THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)
-
-# 4-connectivity: objects that touch only at a corner count as separate objects (the stricter choice;
-# a merged prediction of two cells is then not hidden by a one-pixel diagonal bridge).
-OBJECT_CONNECTIVITY = 1
 
 
 def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
@@ -115,20 +111,14 @@ def _count_matches(
 def label_objects(class_mask: np.ndarray) -> np.ndarray:
     """Connected components of each foreground class (4-connected), numbered 1..N across all classes.
 
+    4-connectivity: objects that touch only at a corner count as separate objects (the stricter choice; a
+    merged prediction of two cells is then not hidden by a one-pixel diagonal bridge).
     ``class_mask``: integer (H, W), 0 = background. Returns ``int32`` (H, W), 0 = background. Components
     are found per class, so touching objects of different classes stay separate objects; every pixel of
-    an object has one class (``class_mask`` at that pixel).
+    an object has one class (``class_mask`` at that pixel). The objects of
+    :func:`segcore.predict.instances.component_instances`, which the ``components`` predictions hold.
     """
-    labels = np.zeros(class_mask.shape, dtype=np.int32)
-    next_id = 0
-    for class_id in np.unique(class_mask):
-        if class_id == 0:
-            continue
-        components, count = label_components(class_mask == class_id, connectivity=OBJECT_CONNECTIVITY, return_num=True)
-        inside = components > 0
-        labels[inside] = components[inside] + next_id
-        next_id += count
-    return labels
+    return component_instances(class_mask)
 
 
 def _instance_classes(truth: np.ndarray, truth_instances: np.ndarray) -> np.ndarray:
@@ -149,13 +139,20 @@ def _instance_classes(truth: np.ndarray, truth_instances: np.ndarray) -> np.ndar
     return instance_class[instance_index].reshape(truth.shape)
 
 
-def object_scores(truth: np.ndarray, pred: np.ndarray, truth_instances: np.ndarray | None = None) -> dict[str, float]:
+def object_scores(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    truth_instances: np.ndarray | None = None,
+    pred_instances: np.ndarray | None = None,
+) -> dict[str, float]:
     """Object-level precision, recall and F1 of a predicted class mask (one image).
 
     Objects are the 4-connected components of each foreground class (:func:`label_objects`); when
     ``truth_instances`` (integer (H, W), 0 = none) is given, the truth objects are those instances instead,
-    each with the majority class of ``truth`` under it. A predicted object is a true positive when it
-    matches a truth object of the same class at IoU > 0.5 (:func:`_count_matches`).
+    each with the majority class of ``truth`` under it. Likewise ``pred_instances`` (the predictions
+    folder's instances, e.g. split by a watershed) replace the components of ``pred``, each with the majority
+    class of ``pred`` under it. A predicted object is a true positive when it matches a truth object of the
+    same class at IoU > 0.5 (:func:`_count_matches`).
 
     Returns ``precision``, ``recall``, ``f1`` and the counts ``true_positives``, ``false_positives``,
     ``false_negatives``. Zero-object conventions (the TGS rule: agreeing on "nothing here" is perfect):
@@ -169,10 +166,16 @@ def object_scores(truth: np.ndarray, pred: np.ndarray, truth_instances: np.ndarr
         check_same_shape(truth, truth_instances)
         truth_labels = _as_labels(truth_instances, "truth_instances")
         truth_class = _instance_classes(truth, truth_labels)
+    if pred_instances is None:
+        pred_labels, pred_class = label_objects(pred), pred
+    else:
+        check_same_shape(pred, pred_instances)
+        pred_labels = _as_labels(pred_instances, "pred_instances")
+        pred_class = _instance_classes(pred, pred_labels)
     # Each object has one class, so counting overlap only where the classes agree matches same-class
     # objects only, in one pass over the image.
     true_positives, truth_count, pred_count = _count_matches(
-        truth_labels, label_objects(pred), 0.5, may_match=truth_class == pred
+        truth_labels, pred_labels, 0.5, may_match=truth_class == pred_class
     )
     false_positives, false_negatives = pred_count - true_positives, truth_count - true_positives
     if truth_count == 0 and pred_count == 0:

@@ -16,7 +16,7 @@ from segcore.confusion import confusion_matrix
 from segcore.data.canonical import read_sample
 from segcore.evaluate.metrics import image_metrics
 from segcore.evaluate.tables import per_image_table
-from segcore.predict.outputs import read_shard_mask
+from segcore.predict.outputs import read_shard_instances, read_shard_mask
 
 
 def evaluate_shard(
@@ -27,12 +27,16 @@ def evaluate_shard(
     ``data``: the canonical folder with the truth; ``shard_folder``: rule predict's folder for these
     ``ids``; K = ``len(class_names)``. The table has one row per id in the given order
     (:func:`segcore.evaluate.tables.per_image_table`); with no ids it is header-only and the matrix zero.
+    The object metrics score the shard's predicted instances (the canonical instances on the truth side),
+    or the predicted mask's connected components for a shard without instances.
     Raises :class:`segcore.io.InputError` naming the file when an id has no predicted mask.
     """
     rows, pooled = [], np.zeros((len(class_names), len(class_names)), np.int64)
     for sample_id in ids:
         prediction = read_shard_mask(shard_folder, sample_id)
+        objects = read_shard_instances(shard_folder, sample_id)
         truth = read_sample(data, sample_id)
         pooled += confusion_matrix(truth.mask, prediction, len(class_names))
-        rows.append({"id": sample_id, **image_metrics(truth.mask, prediction, class_names, truth.instances)})
+        metrics = image_metrics(truth.mask, prediction, class_names, truth.instances, objects)
+        rows.append({"id": sample_id, **metrics})
     return per_image_table(rows, class_names), pooled

@@ -25,7 +25,7 @@ class UNetConfig:
     """The architecture of one U-Net; ``deep_supervision_levels == 0`` means no auxiliary heads.
 
     ``widths``: channels per level, top first (at least 2); ``padding``: "same" or "valid"; ``upsampling``:
-    "transpose" or "interp"; ``fusion``: "concat" or "add" (see :mod:`segcore.model.blocks`).
+    "transpose", "interp" or "unpool"; ``fusion``: "concat" or "add" (see :mod:`segcore.model.blocks`).
     """
 
     widths: tuple[int, ...]

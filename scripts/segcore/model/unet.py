@@ -10,6 +10,10 @@ Input ``(N, C, H, W)`` float32, output logits ``(N, K, h, w)`` float32:
 With deep supervision a model in train mode returns ``[main, aux_1, ..., aux_L]``: ``aux_l`` comes from a 1x1
 head on decoder level ``l`` (``2**l`` times coarser than ``main`` under same padding). In eval mode it always
 returns the main tensor alone.
+
+With ``upsampling="unpool"`` the encoder's poolings also return their argmax indices, and each decoder step
+unpools with the indices of its level (:class:`segcore.model.blocks.MaxUnpoolUpsampler`); the sizes are those
+of the other upsamplings under both paddings.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -98,6 +104,9 @@ class UNet(nn.Module):
     same padding, 92 for the original 572 -> 388 network).
     """
 
+    __constants__ = ["keep_indices"]  # see DecoderStep
+    __jit_unused_properties__ = ["margin"]  # TorchScript cannot read the config dataclass
+
     def __init__(self, config: UNetConfig, in_channels: int, num_classes: int) -> None:
         super().__init__()
         if in_channels < 1 or num_classes < 1:
@@ -111,6 +120,8 @@ class UNet(nn.Module):
             for c_in, c_out in zip((in_channels, *widths[:-2]), widths[:-1], strict=True)
         )
         self.pool = nn.MaxPool2d(2)
+        # Unpooling decoders need the pooling's argmax positions; the other kinds skip computing them.
+        self.keep_indices = config.upsampling == "unpool"
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.bottleneck = ConvBlock(widths[-2], widths[-1], *block_args)
         # Deepest step first, matching the order the forward pass runs them.
@@ -150,25 +161,33 @@ class UNet(nn.Module):
 
         Raises ValueError naming the size when H or W is not accepted (see :meth:`output_size`).
         """
-        for side in images.shape[-2:]:
-            self.output_size(int(side))
+        if not torch.jit.is_scripting():  # the size arithmetic is plain Python; scripted models skip the check
+            for side in images.shape[-2:]:
+                self.output_size(int(side))
         skips = []
+        pool_indices = []  # per level, only with unpooling
         features = images
         for block in self.encoder:
             features = block(features)
             skips.append(features)
-            features = self.pool(features)
+            if self.keep_indices:
+                features, indices = F.max_pool2d_with_indices(features, 2)
+                pool_indices.append(indices)
+            else:
+                features = self.pool(features)
         features = self.dropout(self.bottleneck(self.dropout(features)))
         decoder_outputs = []  # deepest level first
-        for step, skip in zip(self.decoder, reversed(skips), strict=True):
-            features = step(features, skip)
+        for level, step in enumerate(self.decoder):
+            skip_level = self.depth - 1 - level  # the encoder level whose skip this step joins
+            indices = pool_indices[skip_level] if self.keep_indices else None
+            features = step(features, skips[skip_level], indices)
             decoder_outputs.append(features)
         logits = self.head(features)
         if not (self.training and len(self.aux_heads)):
             return logits
         # decoder_outputs[-1 - level] holds decoder level `level` (level 0 = full resolution).
         aux = [head(decoder_outputs[-1 - level]) for level, head in enumerate(self.aux_heads, start=1)]
-        return [logits, *aux]
+        return [logits] + aux  # not [logits, *aux]: TorchScript cannot size a starred list
 
 
 def build_model(spec: Mapping[str, Any], in_channels: int, num_classes: int, *, where: str = "model") -> UNet:

@@ -4,17 +4,23 @@ An experiment's predictions root holds one folder per prediction shard (rule pre
 
     shard-<n>/
         masks/<id>.tif          uint8 (H, W) class mask, 0 = background
+        instances/<id>.tif      int32 (H, W) predicted objects, 0 = none, ids 1..N, each of one class
+                                (segcore.predict.instances; the object metrics score these)
+        instances.json          {"method": how the objects were found, in words}
         colour/<id>.png         uint8 (H, W, 3) the mask in palette colours (visual.colourise)
         overlays/<id>.png       uint8 (H, W, 3) the image, foreground tinted in those colours (visual.overlay)
-        probabilities/<id>.tif  float32 (K, H, W) class probabilities; only when they are saved
+        probabilities/<id>.tif  float32 (K, H, W) class probabilities; only when they are saved (a border-
+                                class model's K + 1 planes, the border last)
 
-Later stages read predictions through :func:`read_shard_mask` (one shard folder, as rule evaluate is given)
-and :func:`read_predicted_mask` (the root, searching every shard, as the report does), never by path.
+Later stages read predictions through :func:`read_shard_mask` and :func:`read_shard_instances` (one shard
+folder, as rule evaluate is given), :func:`read_predicted_mask` and :func:`read_instance_method` (the root,
+searching every shard, as the report does), never by path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +29,11 @@ import numpy as np
 import tifffile
 
 from segcore.io import InputError, atomic_dir, atomic_path, read_tiff, write_png, write_tiff
+from segcore.predict.instances import component_instances
 from segcore.predict.visual import colourise, overlay
 
 MASKS, COLOUR, OVERLAYS, PROBABILITIES = "masks", "colour", "overlays", "probabilities"
+INSTANCES, INSTANCE_METHOD = "instances", "instances.json"
 SHARD_GLOB = "shard-*"  # rule predict names the shard folders shard-<n>
 
 
@@ -51,19 +59,33 @@ class ShardWriter:
         self.save_probabilities = save_probabilities
         self.count = 0
 
-    def write(self, sample_id: str, image: np.ndarray, mask: np.ndarray, probabilities: np.ndarray) -> None:
+    def write(
+        self,
+        sample_id: str,
+        image: np.ndarray,
+        mask: np.ndarray,
+        probabilities: np.ndarray,
+        instances: np.ndarray | None = None,
+    ) -> None:
         """Write one image's predictions.
 
         ``image``: the input as stored, (H, W) or (H, W, C) uint8/uint16 (only shown in the overlay);
         ``mask``: uint8 (H, W) class mask; ``probabilities``: float32 (K, H, W), written only when the writer
-        saves probabilities. Raises ValueError when the arrays' sizes disagree, or the mask is not uint8.
+        saves probabilities; ``instances``: integer (H, W) objects, 0 = none (None: the mask's connected
+        components, :func:`segcore.predict.instances.component_instances`), stored as int32. Raises
+        ValueError when the arrays' sizes disagree, or the mask is not uint8.
         """
         if mask.dtype != np.uint8 or mask.shape != image.shape[:2] or probabilities.shape[1:] != mask.shape:
             raise ValueError(
                 f"{sample_id}: need a uint8 mask of the image's size and (K, H, W) probabilities; got image "
                 f"{image.shape}, mask {mask.shape} {mask.dtype}, probabilities {probabilities.shape}"
             )
+        if instances is None:
+            instances = component_instances(mask)
+        if instances.shape != mask.shape or not np.issubdtype(instances.dtype, np.integer):
+            raise ValueError(f"{sample_id}: need integer instances of the mask's size, got {instances.shape}")
         write_tiff(self.folder / MASKS / f"{sample_id}.tif", mask)
+        write_tiff(self.folder / INSTANCES / f"{sample_id}.tif", instances.astype(np.int32))
         write_png(self.folder / COLOUR / f"{sample_id}.png", colourise(mask, self.num_classes))
         write_png(self.folder / OVERLAYS / f"{sample_id}.png", overlay(image, mask, self.num_classes))
         if self.save_probabilities:
@@ -72,15 +94,22 @@ class ShardWriter:
 
 
 @contextlib.contextmanager
-def shard_writer(folder: str | os.PathLike, num_classes: int, save_probabilities: bool) -> Iterator[ShardWriter]:
+def shard_writer(
+    folder: str | os.PathLike,
+    num_classes: int,
+    save_probabilities: bool,
+    instance_method: str = "connected components",
+) -> Iterator[ShardWriter]:
     """A :class:`ShardWriter` into a temporary folder that replaces ``folder`` when the block succeeds.
 
     The folder is complete or absent: on an error nothing of it is left (:func:`segcore.io.atomic_dir`). A
-    shard without images still gets its (empty) subfolders.
+    shard without images still gets its (empty) subfolders. ``instance_method``: how the written instances
+    were found, in words (:func:`segcore.predict.instances.method_label`), recorded in ``instances.json``.
     """
     with atomic_dir(folder) as tmp:
-        for kind in (MASKS, COLOUR, OVERLAYS) + ((PROBABILITIES,) if save_probabilities else ()):
+        for kind in (MASKS, INSTANCES, COLOUR, OVERLAYS) + ((PROBABILITIES,) if save_probabilities else ()):
             (tmp / kind).mkdir()
+        (tmp / INSTANCE_METHOD).write_text(json.dumps({"method": instance_method}) + "\n")
         yield ShardWriter(tmp, num_classes, save_probabilities)
 
 
@@ -93,6 +122,23 @@ def read_shard_mask(shard_folder: str | os.PathLike, sample_id: str) -> np.ndarr
     if not path.exists():
         raise InputError(f"{path}: no prediction for test image {sample_id!r}")
     return read_tiff(path)
+
+
+def read_shard_instances(shard_folder: str | os.PathLike, sample_id: str) -> np.ndarray | None:
+    """The int32 (H, W) objects predicted for ``sample_id`` in one shard folder (0 = none); None for a
+    shard written before predictions held instances (its objects are then the mask's components)."""
+    path = Path(shard_folder, INSTANCES, f"{sample_id}.tif")
+    return read_tiff(path) if path.exists() else None
+
+
+def read_instance_method(root: str | os.PathLike) -> str:
+    """How the objects under the predictions ``root`` were found, in words (every shard's, joined by "; "
+    when they differ); "connected components" for shards without ``instances.json``."""
+    methods = set()
+    for shard in sorted(Path(root).glob(SHARD_GLOB)):
+        path = shard / INSTANCE_METHOD
+        methods.add(json.loads(path.read_text())["method"] if path.exists() else "connected components")
+    return "; ".join(sorted(methods)) or "connected components"
 
 
 def read_shard_probabilities(shard_folder: str | os.PathLike, sample_id: str) -> np.ndarray:

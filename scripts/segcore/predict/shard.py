@@ -17,14 +17,16 @@ import torch
 
 from segcore.compute import select_device
 from segcore.data.canonical import read_sample
-from segcore.data.normalise import image_to_float
 from segcore.data.shards import shard_ids
 from segcore.data.split import ids_of
 from segcore.io import InputError, read_table
 from segcore.model.model_file import inference_tile_size, load_model
 from segcore.model.overlap_tile import class_mask, predict_probabilities
 from segcore.model.unet import UNet, prepare_for_inference
+from segcore.plan.normalise import DTYPE_SCALING, Normalisation, normalise_image
+from segcore.predict.instances import method_label, predicted_instances, resolve_method
 from segcore.predict.outputs import shard_writer
+from segcore.train.operating_point import foreground_mask
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ class PredictionSettings:
 
     ``tile_size``: requested tile side (see :func:`segcore.model.model_file.inference_tile_size`);
     ``overlap``: pixels shared by neighbouring output tiles (ignored by valid-padding nets, which need none);
-    ``blend``, ``tta``, ``batch_size``: as :func:`segcore.model.overlap_tile.predict_probabilities` takes them.
+    ``blend``, ``tta``, ``batch_size``: as :func:`segcore.model.overlap_tile.predict_probabilities` takes them;
+    ``instances``, ``watershed_h``: how objects are found (:mod:`segcore.predict.instances`);
+    ``threshold``: the operating point, ``"argmax"`` or ``"auto"`` (:func:`operating_threshold`).
     """
 
     tile_size: int
@@ -55,6 +59,9 @@ class PredictionSettings:
     batch_size: int
     tta: str
     save_probabilities: bool
+    instances: str
+    watershed_h: float
+    threshold: str
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> PredictionSettings:
@@ -66,12 +73,29 @@ class PredictionSettings:
         return cls(**{name: section[name] for name in names})
 
 
+def operating_threshold(setting: str, metadata: Mapping[str, Any]) -> float | None:
+    """The foreground-probability threshold prediction applies, or None for argmax.
+
+    ``setting``: ``prediction.threshold``. ``"auto"`` takes the model's ``foreground_threshold`` (chosen on
+    the validation set at the end of training; present for two-class models only); argmax otherwise.
+    """
+    if setting != "auto" or metadata.get("num_classes") != 2:
+        return None
+    return metadata.get("foreground_threshold")
+
+
 def predict_image(
-    model: UNet, image: np.ndarray, num_classes: int, settings: PredictionSettings, device: torch.device
+    model: UNet,
+    image: np.ndarray,
+    num_classes: int,
+    settings: PredictionSettings,
+    device: torch.device,
+    normalisation: Normalisation = DTYPE_SCALING,
 ) -> np.ndarray:
     """float32 (K, H, W) class probabilities of one stored image by overlap-tile prediction.
 
-    ``image``: (H, W) or (H, W, C) uint8/uint16 as stored; ``model``: an eval-mode (fused) model. The tile
+    ``image``: (H, W) or (H, W, C) uint8/uint16 as stored, normalised as in training (``normalisation``,
+    the plan's: :func:`segcore.plan.normalise.normalise_image`); ``model``: an eval-mode (fused) model. The tile
     is chosen per image (:func:`segcore.model.model_file.inference_tile_size`), so a small image is one
     tile. A valid-padding net's tiles abut exactly, so ``settings.overlap`` applies to same-padding nets only
     (and only where the image needs more than one tile).
@@ -82,7 +106,7 @@ def predict_image(
     one_tile = tile_size >= max(image.shape[:2])
     overlap = settings.overlap if model.margin == 0 and not one_tile else 0
     return predict_probabilities(
-        model, image_to_float(image), num_classes=num_classes, tile_size=tile_size, margin=model.margin,
+        model, normalise_image(image, normalisation), num_classes=num_classes, tile_size=tile_size, margin=model.margin,
         overlap=overlap, batch_size=settings.batch_size, blend=settings.blend, tta=settings.tta, device=device,
     )  # fmt: skip
 
@@ -94,9 +118,11 @@ def predict_shard(
     settings: PredictionSettings,
     device_request: str,
     folder: str | os.PathLike,
+    normalisation: Normalisation = DTYPE_SCALING,
 ) -> torch.device:
     """Predict the images ``ids`` of the canonical folder ``data`` and write them as one shard folder.
 
+    ``normalisation``: the plan's, as the model was trained with (:mod:`segcore.plan.normalise`);
     ``device_request``: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`segcore.compute.select_device`). The
     folder (:mod:`segcore.predict.outputs`) appears only once every image is written. Returns the device used.
     """
@@ -104,10 +130,22 @@ def predict_shard(
     model, metadata = load_model(model_path, device)
     model = prepare_for_inference(model)
     num_classes = metadata["num_classes"]
-    with shard_writer(folder, num_classes, settings.save_probabilities) as writer:
+    # A border-class model predicts the dataset's classes plus the border (last); masks hold the former.
+    border_class = bool(metadata.get("border_class", False))
+    method = resolve_method(settings.instances, border_class)
+    mask_classes = num_classes - 1 if border_class else num_classes
+    label = method_label(method, border_class)
+    threshold = operating_threshold(settings.threshold, metadata)
+    log.info("operating point: %s", "argmax" if threshold is None else f"foreground probability >= {threshold}")
+    with shard_writer(folder, mask_classes, settings.save_probabilities, label) as writer:
         for sample_id in ids:
             image = read_sample(data, sample_id).image
-            probabilities = predict_image(model, image, num_classes, settings, device)
-            writer.write(sample_id, image, class_mask(probabilities), probabilities)
-    log.info("predicted %d test images on %s", len(ids), device)
+            probabilities = predict_image(model, image, num_classes, settings, device, normalisation)
+            classes = class_mask(probabilities) if threshold is None else foreground_mask(probabilities[1], threshold)
+            mask, instances = predicted_instances(
+                probabilities, classes, border_class=border_class, method=method,
+                h=settings.watershed_h,
+            )  # fmt: skip
+            writer.write(sample_id, image, mask, probabilities, instances)
+    log.info("predicted %d test images on %s; objects by %s", len(ids), device, label)
     return device

@@ -18,7 +18,8 @@ from segcore.data.canonical import read_sample
 from segcore.evaluate.metrics import best_and_worst, metric_names
 from segcore.evaluate.tables import read_per_image, read_summary
 from segcore.io import atomic_path
-from segcore.predict.outputs import read_predicted_mask
+from segcore.plan.plan import Plan, read_fingerprint, read_plan
+from segcore.predict.outputs import read_instance_method, read_predicted_mask
 from segcore.predict.visual import colourise, to_display_rgb
 from segcore.report.html import ExampleImage, ExperimentSection, render_report
 from segcore.train.curves import plot_history
@@ -34,7 +35,14 @@ NOTES = [
     "class predicted but absent from the truth scores 0. Mean foreground Dice/IoU average classes 1..K-1.",
     "TGS mAP: mean over IoU thresholds 0.50:0.05:0.95 of (foreground IoU > t); empty truth and empty "
     "prediction score 1, empty truth with any prediction 0.",
-    "Object precision/recall/F1: one-to-one matching of connected components (per class) at IoU > 0.5.",
+    "Object precision/recall/F1: one-to-one matching of the predicted objects with the truth instances "
+    '(same class) at IoU > 0.5. Column "objects by" says how the predicted objects were found '
+    "(prediction.instances): connected components per class, or a seeded watershed that splits touching "
+    "objects (on the border class, or on the distance transform).",
+    "Operating point: the test metrics of an experiment score the class masks of its operating point: argmax "
+    "(the most probable class) or, with prediction.threshold auto on a two-class task, foreground where its "
+    "probability reaches the threshold chosen on the validation set (training.json foreground_threshold). "
+    "Validation Dice (best val Dice, image_val_dice) is scored at argmax.",
     "Pixel error: fraction of misclassified foreground/background pixels. Rand error: 1 - foreground-"
     "restricted Rand F-score (ISBI 2012). HD95: 95th-percentile symmetric boundary distance in pixels; a "
     "missed or spurious object counts as the image diagonal.",
@@ -52,6 +60,66 @@ class ExperimentResults:
     summary: Path
     per_image: Path
     predictions: Path
+    plan: Path | None = None
+
+
+def operating_point(threshold_setting: str, facts: Mapping[str, Any]) -> str:
+    """How an experiment's test masks were made (as :func:`segcore.predict.shard.operating_threshold`
+    decides): ``"argmax"``, or ``"p(foreground) >= t"`` for ``prediction.threshold`` auto and a run that
+    recorded a ``foreground_threshold`` (two classes)."""
+    threshold = facts.get("foreground_threshold") if threshold_setting == "auto" else None
+    return "argmax" if threshold is None else f"p(foreground) >= {threshold:g}"
+
+
+def _per_channel(values: Sequence[float] | None) -> str:
+    """Per-channel numbers as "a / b / c" with 4 significant digits; a dash for none."""
+    return " / ".join(f"{value:.4g}" for value in values) if values else "-"
+
+
+def plan_tables(plan: Plan, fingerprint: Mapping[str, Any]) -> list[tuple[str, pd.DataFrame]]:
+    """The report's "Plan and fingerprint" tables of one experiment: the planned settings (config key,
+    value, source auto/config, reason) with the normalisation's parameters and the memory estimate; the
+    dataset fingerprint's summary; its classes (pixel fraction, objects and their sizes)."""
+    settings = pd.DataFrame(plan.table())
+    settings["value"] = settings["value"].map(lambda value: "null (whole images)" if value is None else str(value))
+    norm = plan.normalisation
+    extra = [
+        {"key": "normalisation mean / sd", "value": f"{_per_channel(norm.mean)}; {_per_channel(norm.sd)}",
+         "source": "fingerprint", "reason": "train+val pixels"},
+        {"key": "memory estimate", "value": f"{plan.memory.get('estimated_mb', '-')} MB of "
+         f"{plan.memory.get('budget_mb', '-')} MB", "source": "plan", "reason": "per training step"},
+    ]  # fmt: skip
+    if norm.mode == "percentile":
+        extra.insert(1, {"key": "clip to", "value": f"{_per_channel(norm.low)} .. {_per_channel(norm.high)}",
+                         "source": "fingerprint", "reason": "0.5 / 99.5 percentiles"})  # fmt: skip
+    settings = pd.concat([settings, pd.DataFrame(extra)], ignore_index=True)
+    size = fingerprint["size"]
+    intensity = fingerprint["intensity"]
+    stats = intensity["all"] or {}
+    summary = pd.DataFrame(
+        [
+            ("images", f"{fingerprint['images']} ({', '.join(f'{k} {v}' for k, v in fingerprint['subsets'].items())})"),
+            ("height min / median / max", "{min} / {median} / {max}".format(**size["height"])),
+            ("width min / median / max", "{min} / {median} / {max}".format(**size["width"])),
+            ("channels, dtype", f"{fingerprint['channels']}, {fingerprint['dtype']}"),
+            ("intensity mean (per channel)", _per_channel(stats.get("mean"))),
+            ("intensity sd", _per_channel(stats.get("sd"))),
+            ("intensity 0.5 / 99.5 percentiles",
+             f"{_per_channel(stats.get('p0_5'))}; {_per_channel(stats.get('p99_5'))}"),
+            ("intensity sample", f"{intensity['pixels']} pixels of {intensity['images']} {intensity['ids']} images"),
+            ("objects", f"{fingerprint['objects']['count']}, {100 * fingerprint['objects']['touching_fraction']:.1f} % "
+             "touching another"),
+        ],
+        columns=["fingerprint", "value"],
+    )  # fmt: skip
+    classes = pd.DataFrame([
+        {"class": entry["name"], "pixel fraction": entry["pixel_fraction"], "images": entry["images"],
+         "objects": entry["objects"],
+         "object px min / median / max": "-" if entry["object_size"] is None else
+         "{min} / {median} / {max}".format(**entry["object_size"])}
+        for entry in fingerprint["classes"]
+    ])  # fmt: skip
+    return [("Plan", settings), ("Dataset fingerprint", summary), ("Classes", classes)]
 
 
 def overview_row(name: str, facts: Mapping[str, Any], summary: pd.DataFrame) -> dict[str, Any]:
@@ -144,8 +212,15 @@ def build_report(
     class_names: list[str],
     n_examples: int,
     curves: str | os.PathLike,
+    *,
+    threshold: str,
+    fingerprint: str | os.PathLike | None = None,
 ) -> str:
     """The report page (HTML) comparing ``experiments``, in the given order.
+
+    ``threshold``: ``prediction.threshold``, shown per experiment as its operating point (:func:`operating_point`).
+    ``fingerprint``: the dataset's fingerprint.json; with it, each experiment that names its ``plan`` gets a
+    collapsed "Plan and fingerprint" section (:func:`plan_tables`).
 
     Also writes ``curves`` (PNG): the training curves of every experiment in one figure, which the page
     embeds.
@@ -155,8 +230,14 @@ def build_report(
         facts = read_training_facts(results.facts)
         summary = read_summary(results.summary)
         histories[results.name] = read_history(results.history)
-        overview.append(overview_row(results.name, facts, summary))
+        objects_by = read_instance_method(results.predictions)
+        overview.append({
+            **overview_row(results.name, facts, summary), "objects by": objects_by,
+            "operating point": operating_point(threshold, facts),
+        })  # fmt: skip
         sections.append(experiment_section(results, facts, summary, data, class_names, n_examples))
+        if results.plan is not None and fingerprint is not None:
+            sections[-1].plan = plan_tables(read_plan(results.plan), read_fingerprint(fingerprint))
     plot_history(histories, curves)
     return render_report(dataset, pd.DataFrame(overview), sections, str(curves), NOTES)
 

@@ -70,6 +70,16 @@ class ExperimentSection:
     extremes: pd.DataFrame | None = None
     best: list[ExampleImage] = field(default_factory=list)
     worst: list[ExampleImage] = field(default_factory=list)
+    # Titled tables shown collapsed under "Plan and fingerprint" (segcore.report.build.plan_tables).
+    plan: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+
+
+def _details_html(title: str, tables: list[tuple[str, pd.DataFrame]]) -> str:
+    """A collapsed ``<details>`` block holding the titled tables; empty without tables."""
+    if not tables:
+        return ""
+    parts = "".join(f"<h4>{html.escape(name)}</h4>{table_html(table)}" for name, table in tables)
+    return f"<details><summary>{html.escape(title)}</summary>{parts}</details>"
 
 
 def _examples_html(title: str, examples: list[ExampleImage]) -> str:
@@ -116,6 +126,7 @@ def render_report(
             table_html(section.extremes) if section.extremes is not None else "",
             _examples_html("Best test images", section.best),
             _examples_html("Worst test images", section.worst),
+            _details_html("Plan and fingerprint", section.plan),
         ]
     body += [
         "<h2>How the numbers are computed</h2>",

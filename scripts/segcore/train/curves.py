@@ -21,6 +21,10 @@ def plot_history(histories: dict[str, pd.DataFrame], path: str | os.PathLike) ->
         (line,) = axes[0].plot(history["epoch"], history["train_loss"], label=f"{name} train")
         axes[0].plot(history["epoch"], history["val_loss"], "--", color=line.get_color(), label=f"{name} val")
         axes[1].plot(history["epoch"], history["val_dice"], color=line.get_color(), label=name)
+        if "image_val_dice" in history:  # whole-image validation, on some epochs only
+            images = history.dropna(subset=["image_val_dice"])
+            axes[1].plot(images["epoch"], images["image_val_dice"], "o", color=line.get_color(),
+                         label=f"{name} whole images")  # fmt: skip
         axes[2].plot(history["epoch"], history["learning_rate"], color=line.get_color(), label=name)
     for axis, title in zip(axes, ("loss", "validation mean foreground Dice", "learning rate")):
         axis.set_title(title)

@@ -17,8 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segcore.data.normalise import image_to_float
+from segcore.augment.border_target import border_target
 from segcore.io import read_tiff
+from segcore.plan.normalise import DTYPE_SCALING, Normalisation, normalise_image
+from segcore.train.sampling import (
+    ForegroundPixels,
+    OnlineAugmentation,
+    foreground_corner,
+    foreground_patch_count,
+    uniform_corner,
+)
 
 
 @dataclass
@@ -45,12 +53,19 @@ def load_labelled_images(
     sample_dirs: Sequence[str | os.PathLike],
     ids: Sequence[str] | None = None,
     weight_dirs: Sequence[str | os.PathLike] | None = None,
+    *,
+    border_width: int | None = None,
+    num_classes: int = 0,
+    normalisation: Normalisation = DTYPE_SCALING,
 ) -> LabelledImages:
     """Read ``images/<id>.tif`` and ``masks/<id>.tif`` (and weight maps ``<id>.tif``) from sample folders.
 
     ``sample_dirs`` are canonical folders (or augmentation shard folders of the same layout); ``ids`` limits
-    the selection (default: every image found), ``weight_dirs`` hold one weight map per id. Ids are returned
-    sorted, so the order does not depend on the file system.
+    the selection (default: every image found), ``weight_dirs`` hold one weight map per id; images become
+    float32 (C, H, W) by ``normalisation`` (:func:`segcore.plan.normalise.normalise_image`). Ids are returned
+    sorted, so the order does not depend on the file system. With ``border_width`` the masks get the border
+    class K = ``num_classes`` (the dataset's classes) from ``instances/<id>.tif``
+    (:func:`segcore.augment.border_target.border_target`).
     """
     locations: dict[str, Path] = {}
     for folder in sample_dirs:
@@ -67,8 +82,12 @@ def load_labelled_images(
     images, masks, weights = [], [], []
     for sample_id in wanted:
         folder = locations[sample_id]
-        images.append(image_to_float(read_tiff(folder / "images" / f"{sample_id}.tif")))
-        masks.append(read_tiff(folder / "masks" / f"{sample_id}.tif").astype(np.uint8))
+        images.append(normalise_image(read_tiff(folder / "images" / f"{sample_id}.tif"), normalisation))
+        mask = read_tiff(folder / "masks" / f"{sample_id}.tif").astype(np.uint8)
+        if border_width is not None:
+            instances = read_tiff(folder / "instances" / f"{sample_id}.tif")
+            mask = border_target(mask, instances, border_width, num_classes)
+        masks.append(mask)
         if weight_dirs is not None:
             if sample_id not in weight_locations:
                 raise FileNotFoundError(f"no weight map for training sample {sample_id!r}")
@@ -90,13 +109,26 @@ class BatchSampler:
     """Seeded batches of (image, mask, weight) tensors from :class:`LabelledImages` held in memory.
 
     Without ``patch_size`` all images must share one size; they are stacked once and every batch is an
-    index_select. With ``patch_size`` each batch element is a random ``patch_size`` crop.
+    index_select. With ``patch_size`` each batch element is a random ``patch_size`` crop, the first
+    ``ceil(foreground_fraction * n)`` of a batch of n centred on foreground (:mod:`segcore.train.sampling`).
+    ``augmentation`` flips and turns the samples of every batch (None: none).
     """
 
-    def __init__(self, data: LabelledImages, batch_size: int, patch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        data: LabelledImages,
+        batch_size: int,
+        patch_size: int | None = None,
+        *,
+        foreground_fraction: float = 0.0,
+        augmentation: OnlineAugmentation | None = None,
+    ) -> None:
         self.data = data
         self.batch_size = batch_size
         self.patch_size = patch_size
+        self.foreground_fraction = foreground_fraction
+        self.augmentation = augmentation or OnlineAugmentation(flips=False, rot90=False)
+        self.foreground = ForegroundPixels(data.masks)
         self.stacked = None
         if patch_size is None:
             shapes = {image.shape[1:] for image in data.images}
@@ -124,17 +156,24 @@ class BatchSampler:
             if self.stacked is not None:
                 index = torch.from_numpy(indices)
                 images, masks, weights = self.stacked
-                yield images[index], masks[index], None if weights is None else weights[index]
+                batch = images[index], masks[index], None if weights is None else weights[index]
             else:
-                yield self._patches(indices, rng)
+                batch = self._patches(indices, rng)
+            yield self.augmentation.apply(rng, *batch)
+
+    def corner(self, rng: np.random.Generator, index: int, centre_on_foreground: bool) -> tuple[int, int]:
+        """(top, left) of a patch of image ``index``: around foreground or uniform."""
+        height, width = self.data.masks[index].shape
+        if centre_on_foreground:
+            return foreground_corner(rng, self.foreground.of_image(index), height, width, self.patch_size)
+        return uniform_corner(rng, height, width, self.patch_size)
 
     def _patches(self, indices: np.ndarray, rng: np.random.Generator):
         size = self.patch_size
         images, masks, weights = [], [], []
-        for i in indices:
-            height, width = self.data.masks[i].shape
-            top = int(rng.integers(0, max(height - size, 0) + 1))
-            left = int(rng.integers(0, max(width - size, 0) + 1))
+        on_foreground = foreground_patch_count(len(indices), self.foreground_fraction)
+        for position, i in enumerate(indices):
+            top, left = self.corner(rng, int(i), position < on_foreground)
             images.append(_crop_or_pad(self.data.images[i], top, left, size))
             masks.append(_crop_or_pad(self.data.masks[i], top, left, size))
             if self.data.weights is not None:

@@ -4,7 +4,8 @@
 a :class:`TrainedRun`; :func:`write_training_outputs` writes it. ``training.json`` (the run facts) is written
 by :func:`write_training_facts` and read by :func:`read_training_facts` only; it holds::
 
-    experiment, parameters, training_seconds, epochs_run, best_epoch, best_val_loss, best_val_dice,
+    experiment, parameters, training_seconds, epochs_run, select_by, best_epoch, best_val_loss,
+    best_val_dice, image_val_loss, image_val_dice, foreground_threshold, threshold_val_dice,
     training_samples                                   what the run did
     device, device_name, precision, channels_last, threads, seed, python, torch, numpy, git_commit
                                                        what it depended on (:func:`environment_facts`)
@@ -32,16 +33,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from segcore.augment.border_target import BORDER_CLASS_NAME, border_width_of
 from segcore.compute import select_device
 from segcore.data.split import ids_of
 from segcore.io import atomic_path, read_table, write_table
 from segcore.model.model_file import inference_tile_size, save_model
 from segcore.model.unet import UNet, build_model, count_parameters, valid_input_size
+from segcore.plan.normalise import Normalisation
 from segcore.train.checkpoint import ResumeFile, array_digest, fingerprint
 from segcore.train.curves import plot_history
 from segcore.train.data import BatchSampler, LabelledImages, load_labelled_images
-from segcore.train.loop import Hardware, TrainSettings, choose_hardware, fit
+from segcore.train.loop import Hardware, TrainSettings, best_epoch_index, choose_hardware, fit
 from segcore.train.losses import build_loss
+from segcore.train.operating_point import ThresholdSearch
+from segcore.train.sampling import OnlineAugmentation
+from segcore.train.validation import PatchSet, Validation, validation_patches
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,10 @@ class TrainingJob:
     """What one run of rule train is given.
 
     ``experiment``: the ``experiments.<name>`` config section (``model``, ``loss``, ``augmentation``,
-    ``weight_maps``); ``training``: the ``training`` section with schema defaults filled in;
-    ``tile_size``: ``prediction.tile_size``, the tile validation asks for. ``samples``: folders of the
+    ``weight_maps``); ``training``: the ``training`` section with schema defaults filled in and the plan's
+    values in place of ``"auto"`` (:func:`segcore.plan.plan.resolve_training`); ``tile_size``: the plan's
+    prediction tile, the tile validation asks for; ``normalisation``: the plan's, applied to every image
+    loaded (so it is part of the data digest: a changed normalisation retrains). ``samples``: folders of the
     canonical layout holding the training images (augmentation shards: every image in them is used; else
     the canonical data folder, of which the split's train ids are used); ``weights``: weight-map folders,
     read when the experiment uses weight maps. ``source_dir``: a folder inside the pipeline's checkout,
@@ -71,6 +79,7 @@ class TrainingJob:
     weights: list[Path]
     resume_state: Path
     source_dir: str
+    normalisation: Normalisation
 
 
 @dataclass
@@ -94,9 +103,21 @@ def load_run_data(job: TrainingJob) -> tuple[LabelledImages, LabelledImages]:
     split = read_table(job.split)
     train_ids = None if job.experiment["augmentation"] else ids_of(split, "train")
     weight_dirs = job.weights if job.experiment["weight_maps"] else None
-    train_data = load_labelled_images(job.samples, ids=train_ids, weight_dirs=weight_dirs)
-    val_data = load_labelled_images([job.data], ids=ids_of(split, "val"))
+    # With the border class both sets get it (validation scores the classes the model predicts).
+    border = {"border_width": border_width_of(job.experiment, f"experiments.{job.name}"),
+              "num_classes": len(job.class_names)}  # fmt: skip
+    train_data = load_labelled_images(
+        job.samples, ids=train_ids, weight_dirs=weight_dirs, normalisation=job.normalisation, **border
+    )
+    val_data = load_labelled_images([job.data], ids=ids_of(split, "val"), normalisation=job.normalisation, **border)
     return train_data, val_data
+
+
+def model_class_names(job: TrainingJob) -> list[str]:
+    """The classes the model predicts: the dataset's, then ``border`` when the experiment trains the border
+    class (:mod:`segcore.augment.border_target`)."""
+    border = [BORDER_CLASS_NAME] if job.experiment["border_class"] else []
+    return [*job.class_names, *border]
 
 
 def training_patch_size(model: UNet, requested: int | None, image_side: int) -> int | None:
@@ -187,12 +208,14 @@ def environment_facts(hardware: Hardware, seed: int, source_dir: str | os.PathLi
     }
 
 
-def outcome_facts(history: pd.DataFrame) -> dict[str, Any]:
-    """``epochs_run`` and the best epoch by validation loss (the first on ties) with its loss and Dice,
-    rounded to 5 decimals. ``history``: the non-empty table of :func:`segcore.train.loop.fit` rows."""
-    best = history.loc[history["val_loss"].idxmin()]
+def outcome_facts(history: pd.DataFrame, select_by: str) -> dict[str, Any]:
+    """``epochs_run``, ``select_by`` and the epoch :func:`segcore.train.loop.fit` kept (lowest val_loss or
+    highest val_dice, the first on ties) with its validation loss and Dice, rounded to 5 decimals.
+    ``history``: the non-empty table of :func:`segcore.train.loop.fit` rows."""
+    best = history.iloc[best_epoch_index(history[select_by].tolist(), select_by)]
     return {
         "epochs_run": len(history),
+        "select_by": select_by,
         "best_epoch": int(best["epoch"]),
         "best_val_loss": round(float(best["val_loss"]), 5),
         "best_val_dice": round(float(best["val_dice"]), 5),
@@ -212,6 +235,25 @@ class RunSetup:
     hardware: Hardware
     validation_tile_size: int
     resume: ResumeFile
+    val_patches: PatchSet | None
+
+
+# Until the plan resolves training.validation_every ("auto"), whole images are validated every 5 epochs.
+FALLBACK_VALIDATION_EVERY = 5
+
+
+def validation_every(training: Mapping[str, Any]) -> int:
+    """``training.validation_every`` as a number of epochs (``"auto"`` or absent: 5, until the plan)."""
+    value = training.get("validation_every", "auto")
+    return FALLBACK_VALIDATION_EVERY if value == "auto" else int(value)
+
+
+def training_sampler(data: LabelledImages, training: Mapping[str, Any], patch_size: int | None) -> BatchSampler:
+    """The batch sampler of the ``training`` section: batch size, foreground share, online flips/turns."""
+    return BatchSampler(
+        data, training["batch_size"], patch_size, foreground_fraction=training["foreground_fraction"],
+        augmentation=OnlineAugmentation(flips=training["online_flips"], rot90=training["online_rot90"]),
+    )  # fmt: skip
 
 
 def set_up_run(job: TrainingJob) -> RunSetup:
@@ -231,34 +273,62 @@ def set_up_run(job: TrainingJob) -> RunSetup:
              "augmented" if job.experiment["augmentation"] else "originals only", len(val_data))  # fmt: skip
     torch.manual_seed(job.seed)
     where = f"experiments.{job.name}"
-    model = build_model(job.experiment["model"], train_data.channels, len(job.class_names), where=f"{where}.model")
+    num_classes = len(model_class_names(job))
+    model = build_model(job.experiment["model"], train_data.channels, num_classes, where=f"{where}.model")
     loss_function = build_loss(job.experiment["loss"], where=f"{where}.loss")
     patch_size = training_patch_size(model, job.training["patch_size"], max(train_data.masks[0].shape))
     if model.margin:
         log.info("valid padding: training patches of %d px give %d px outputs", patch_size,
                  model.output_size(patch_size))  # fmt: skip
+    elif any(side % 2**model.depth for side in ((patch_size,) * 2 if patch_size else train_data.masks[0].shape)):
+        log.info("training samples are mirror-padded to multiples of %d (2**depth) for the net and its outputs "
+                 "cropped back before the loss", 2**model.depth)  # fmt: skip
     sample_side = patch_size or train_data.masks[0].shape[0]
     hardware = choose_hardware(device, sample_side * sample_side)
     tile_size = inference_tile_size(model, job.tile_size, val_data.masks[0].shape)
     log.info("model %s: %d parameters, channels_last=%s, autocast=%s", job.experiment["model"]["name"],
              count_parameters(model), hardware.channels_last, hardware.autocast_dtype)  # fmt: skip
+    settings = TrainSettings.from_config(job.training, job.seed, validation_every=validation_every(job.training))
     return RunSetup(
         model=model,
         loss_function=loss_function,
         train_data=train_data,
         val_data=val_data,
-        sampler=BatchSampler(train_data, job.training["batch_size"], patch_size),
-        settings=TrainSettings.from_config(job.training, job.seed),
+        sampler=training_sampler(train_data, job.training, patch_size),
+        settings=settings,
         hardware=hardware,
         validation_tile_size=tile_size,
         resume=ResumeFile(Path(job.resume_state), run_fingerprint(job, tile_size, train_data, val_data)),
-    )
+        val_patches=validation_patches(
+            val_data, job.training["val_patches"], patch_size, train_data.masks[0].shape,
+            job.training["foreground_fraction"], job.seed, settings.validation_every,
+        ),
+    )  # fmt: skip
+
+
+def selected_model_facts(model: UNet, setup: RunSetup, num_classes: int) -> dict[str, Any]:
+    """The selected model scored on the whole validation images, and for two classes the foreground
+    threshold that maximises their Dice (:mod:`segcore.train.operating_point`; None otherwise), rounded to
+    5 decimals: ``image_val_loss``, ``image_val_dice``, ``foreground_threshold``, ``threshold_val_dice``."""
+    validation = Validation(
+        setup.val_data, None, setup.loss_function, num_classes, setup.validation_tile_size, model.margin,
+        setup.hardware, setup.settings.batch_size,
+    )  # fmt: skip
+    search = ThresholdSearch() if num_classes == 2 else None
+    scores = validation.on_images(model, search)
+    threshold, threshold_dice = search.best() if search is not None else (None, None)
+    return {
+        "image_val_loss": round(scores.loss, 5),
+        "image_val_dice": round(scores.dice, 5),
+        "foreground_threshold": threshold,
+        "threshold_val_dice": round(threshold_dice, 5) if threshold_dice is not None else None,
+    }
 
 
 def train_experiment(job: TrainingJob) -> TrainedRun:
     """Train the job's experiment, resuming from ``job.resume_state`` when a state of this run is there.
 
-    Returns the model at its best epoch (lowest validation loss) with the run's history and facts. The
+    Returns the model at its best epoch (``training.select_by``) with the run's history and facts. The
     state file is left in place: remove it (:func:`segcore.train.checkpoint.remove_state`) once the outputs
     are written. Raises :class:`segcore.io.InputError` for a bad spec or a state of another run.
     """
@@ -267,17 +337,20 @@ def train_experiment(job: TrainingJob) -> TrainedRun:
     started = time.perf_counter()
     history, best_state = fit(
         model, setup.sampler, setup.val_data, setup.loss_function, setup.settings, setup.hardware,
-        num_classes=len(job.class_names), tile_size=setup.validation_tile_size, margin=model.margin,
-        resume=setup.resume,
+        num_classes=len(model_class_names(job)), tile_size=setup.validation_tile_size, margin=model.margin,
+        resume=setup.resume, val_patches=setup.val_patches,
     )  # fmt: skip
-    seconds = time.perf_counter() - started
     model.load_state_dict(best_state)
-    history_table = pd.DataFrame(history)
+    selected = selected_model_facts(model, setup, len(model_class_names(job)))
+    seconds = time.perf_counter() - started
+    # Epochs without whole-image validation hold None there: NaN in a float column, as the TSV reads back.
+    history_table = pd.DataFrame(history).astype({"image_val_loss": float, "image_val_dice": float})
     facts = {
         "experiment": job.name,
         "parameters": count_parameters(model),
         "training_seconds": round(seconds, 1),
-        **outcome_facts(history_table),
+        **outcome_facts(history_table, setup.settings.select_by),
+        **selected,
         "training_samples": len(setup.train_data),
         **environment_facts(setup.hardware, job.seed, job.source_dir),
     }
@@ -286,8 +359,11 @@ def train_experiment(job: TrainingJob) -> TrainedRun:
     metadata = {
         "model_spec": dict(job.experiment["model"]),
         "in_channels": setup.train_data.channels,
-        "num_classes": len(job.class_names),
-        "class_names": list(job.class_names),
+        "num_classes": len(model_class_names(job)),
+        "class_names": model_class_names(job),
+        "border_class": bool(job.experiment["border_class"]),
+        # Used by prediction.threshold "auto" (two classes only).
+        "foreground_threshold": selected["foreground_threshold"],
     }
     return TrainedRun(model, metadata, history_table, facts)
 
@@ -304,8 +380,10 @@ def read_training_facts(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_history(path: str | os.PathLike) -> pd.DataFrame:
-    """The history table written by :func:`write_training_outputs`: one row per epoch with ``epoch``,
-    ``train_loss``, ``val_loss``, ``val_dice``, ``learning_rate`` and ``seconds``."""
+    """The history table written by :func:`write_training_outputs`: one row per epoch with the columns of
+    :func:`segcore.train.loop.fit` (``epoch``, ``train_loss``, ``val_loss``, ``val_dice``,
+    ``image_val_loss``, ``image_val_dice`` (empty on epochs without whole-image validation),
+    ``learning_rate``, ``seconds``, ``validation_seconds``)."""
     return read_table(path)
 
 

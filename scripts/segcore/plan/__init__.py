@@ -1,0 +1,1 @@
+"""Dataset fingerprint, experiment plan and image normalisation (stage plan: after data, before augment)."""
