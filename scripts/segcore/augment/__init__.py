@@ -1,2 +1,2 @@
-"""Stage 2, augmentation: offline elastic and mirror copies of the training subset, class weights and
+"""Stage 3, augmentation: offline elastic and mirror copies of the training subset, class weights and
 U-Net border weight maps."""

@@ -1,2 +1,2 @@
-"""Stage 6, evaluation: per-image and pooled metrics, object metrics, and the metric tables (writer,
+"""Stage 7, evaluation: per-image and pooled metrics, object metrics, and the metric tables (writer,
 reader, merge)."""

@@ -1,1 +1,2 @@
-"""Stage 5, prediction: predicting a shard of images and the predictions folder (writer and reader)."""
+"""Stage 6, prediction: predicting a shard of images, instances from the prediction, and the predictions
+folder (writer and reader)."""

@@ -1,1 +1,1 @@
-"""Stage 7, the report: the self-contained HTML report of every experiment."""
+"""Stage 8, the report: the self-contained HTML report of every experiment."""

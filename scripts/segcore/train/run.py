@@ -238,16 +238,6 @@ class RunSetup:
     val_patches: PatchSet | None
 
 
-# Until the plan resolves training.validation_every ("auto"), whole images are validated every 5 epochs.
-FALLBACK_VALIDATION_EVERY = 5
-
-
-def validation_every(training: Mapping[str, Any]) -> int:
-    """``training.validation_every`` as a number of epochs (``"auto"`` or absent: 5, until the plan)."""
-    value = training.get("validation_every", "auto")
-    return FALLBACK_VALIDATION_EVERY if value == "auto" else int(value)
-
-
 def training_sampler(data: LabelledImages, training: Mapping[str, Any], patch_size: int | None) -> BatchSampler:
     """The batch sampler of the ``training`` section: batch size, foreground share, online flips/turns."""
     return BatchSampler(
@@ -288,7 +278,7 @@ def set_up_run(job: TrainingJob) -> RunSetup:
     tile_size = inference_tile_size(model, job.tile_size, val_data.masks[0].shape)
     log.info("model %s: %d parameters, channels_last=%s, autocast=%s", job.experiment["model"]["name"],
              count_parameters(model), hardware.channels_last, hardware.autocast_dtype)  # fmt: skip
-    settings = TrainSettings.from_config(job.training, job.seed, validation_every=validation_every(job.training))
+    settings = TrainSettings.from_config(job.training, job.seed)  # the plan resolved its "auto" keys
     return RunSetup(
         model=model,
         loss_function=loss_function,
