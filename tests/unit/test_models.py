@@ -9,7 +9,6 @@ checks of the section are tested in test_config_schema.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -37,14 +36,7 @@ def build_model(spec: dict, in_channels: int, num_classes: int, where: str = "mo
     return unet.build_model(with_defaults("experiments.*.model", spec), in_channels, num_classes, where=where)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: these tensors are tiny, and on a busy shared machine OpenMP's barrier waits made
-    each tiny convolution ~10x slower with two threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)  # depth 2: same-padding sides must be multiples of 4
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _forward(spec: dict, size: tuple[int, int], in_channels: int = 3, num_classes: int = 4) -> torch.Tensor:

@@ -8,7 +8,6 @@ flip/rot90 applied to the draws of an identically seeded generator, and exact co
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,13 +20,7 @@ from segcore.train.loop import optimiser_step
 from segcore.train.sampling import OnlineAugmentation, foreground_patch_count
 from segcore.train.schedules import LearningRateSchedule, decay_factor, warmup_factors
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 # --- schedules -------------------------------------------------------------------------------------------

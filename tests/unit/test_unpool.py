@@ -7,8 +7,6 @@ numpy window maxima for "values land where the encoder's maximum was", and the e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -22,13 +20,7 @@ from segcore.model.unet import UNet, prepare_for_inference, valid_output_size
 TINY = {"name": "unet", "widths": [4, 8, 16], "upsampling": "unpool"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: the tensors are tiny and thread barriers would dominate (see test_models.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def build_model(spec: dict, in_channels: int, num_classes: int) -> UNet:

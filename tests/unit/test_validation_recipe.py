@@ -9,7 +9,6 @@ bit with one interrupted and resumed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +40,7 @@ from segcore.train.validation import (
 CPU = Hardware(torch.device("cpu"), channels_last=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def images(count: int, side: int, seed: int, classes: int = 3) -> LabelledImages:
