@@ -32,6 +32,7 @@ from segcore.train.checkpoint import (
 from segcore.train.data import BatchSampler, LabelledImages
 from segcore.train.loop import Hardware, TrainSettings, choose_hardware, fit
 from segcore.train.losses import build_loss
+from tests.unit.helpers_training import Interrupt, StopAtEpoch
 
 CPU_HARDWARE = Hardware(torch.device("cpu"), channels_last=True)
 RUN = {"experiment": {"model": {"name": "unet"}}, "seed": 3}
@@ -159,24 +160,6 @@ def test_remove_state_removes_file_and_empty_folder_only(tmp_path: Path):
 
 
 # --- fit: interrupted and resumed equals uninterrupted ------------------------------------------------------
-
-
-class Interrupt(Exception):
-    """Stands for the kill of a training job."""
-
-
-class StopAtEpoch(BatchSampler):
-    """A BatchSampler whose epoch ``stop_at`` (1-based) raises :class:`Interrupt` at its first batch."""
-
-    def __init__(self, data: LabelledImages, batch_size: int, stop_at: int) -> None:
-        super().__init__(data, batch_size)
-        self.stop_at, self.epochs_started = stop_at, 0
-
-    def epoch(self, rng):
-        self.epochs_started += 1
-        if self.epochs_started == self.stop_at:
-            raise Interrupt
-        yield from super().epoch(rng)
 
 
 def tiny_data(count: int, seed: int) -> LabelledImages:

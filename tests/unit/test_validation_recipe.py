@@ -22,7 +22,7 @@ from segcore.model.unet import build_model
 from segcore.predict.shard import operating_threshold
 from segcore.report.build import operating_point
 from segcore.train.checkpoint import ResumeFile, fingerprint
-from segcore.train.data import BatchSampler, LabelledImages
+from segcore.train.data import LabelledImages
 from segcore.train.hardware import Hardware
 from segcore.train.loop import TrainSettings, best_epoch_index, fit, is_better
 from segcore.train.losses import build_loss
@@ -36,6 +36,7 @@ from segcore.train.validation import (
     patch_scores,
     validation_patches,
 )
+from tests.unit.helpers_training import Interrupt, StopAtEpoch
 
 CPU = Hardware(torch.device("cpu"), channels_last=False)
 
@@ -155,24 +156,6 @@ def test_selection_prefers_higher_dice_lower_loss_and_never_nan():
     assert not is_better(math.nan, 0.5, "val_dice") and is_better(0.1, math.nan, "val_dice")
     assert best_epoch_index([0.2, 0.7, 0.7, 0.6], "val_dice") == 1
     assert best_epoch_index([0.2, 0.1, 0.1, 0.6], "val_loss") == 1
-
-
-class Interrupt(Exception):
-    """Stands for the kill of a training job."""
-
-
-class StopAtEpoch(BatchSampler):
-    """A BatchSampler whose epoch ``stop_at`` (1-based) raises :class:`Interrupt` at its first batch."""
-
-    def __init__(self, *args, stop_at: int, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.stop_at, self.epochs_started = stop_at, 0
-
-    def epoch(self, rng):
-        self.epochs_started += 1
-        if self.epochs_started == self.stop_at:
-            raise Interrupt
-        yield from super().epoch(rng)
 
 
 def new_recipe_run(stop_at: int, resume: ResumeFile | None):

@@ -139,6 +139,16 @@ def _instance_classes(truth: np.ndarray, truth_instances: np.ndarray) -> np.ndar
     return instance_class[instance_index].reshape(truth.shape)
 
 
+def _objects_and_classes(mask: np.ndarray, instances: np.ndarray | None, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(object labels, class per pixel) of a class ``mask``: its per-class components (:func:`label_objects`)
+    and the mask itself, or with ``instances`` (named ``name`` in errors) those, each of its majority class."""
+    if instances is None:
+        return label_objects(mask), mask
+    check_same_shape(mask, instances)
+    labels = _as_labels(instances, name)
+    return labels, _instance_classes(mask, labels)
+
+
 def object_scores(
     truth: np.ndarray,
     pred: np.ndarray,
@@ -160,18 +170,8 @@ def object_scores(
     0.0 (no predictions: precision 0; no truth objects: recall 0; f1 is then 0).
     """
     check_same_shape(truth, pred)
-    if truth_instances is None:
-        truth_labels, truth_class = label_objects(truth), truth
-    else:
-        check_same_shape(truth, truth_instances)
-        truth_labels = _as_labels(truth_instances, "truth_instances")
-        truth_class = _instance_classes(truth, truth_labels)
-    if pred_instances is None:
-        pred_labels, pred_class = label_objects(pred), pred
-    else:
-        check_same_shape(pred, pred_instances)
-        pred_labels = _as_labels(pred_instances, "pred_instances")
-        pred_class = _instance_classes(pred, pred_labels)
+    truth_labels, truth_class = _objects_and_classes(truth, truth_instances, "truth_instances")
+    pred_labels, pred_class = _objects_and_classes(pred, pred_instances, "pred_instances")
     # Each object has one class, so counting overlap only where the classes agree matches same-class
     # objects only, in one pass over the image.
     true_positives, truth_count, pred_count = _count_matches(
