@@ -84,9 +84,13 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
 
 def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write ``array`` as a zlib-compressed TIFF, atomically; byte-identical for identical arrays."""
+    # (H, W, 3) is an RGB image whatever its dtype: tifffile guesses so for integers only (and warns for float32).
+    photometric = "rgb" if array.ndim == 3 and array.shape[2] == 3 else None
     with atomic_path(path, ".tif") as tmp:
         # No datetime/software tags: identical arrays must give identical bytes on every rerun.
-        tifffile.imwrite(tmp, array, compression="zlib", metadata=None, software=False, datetime=False)
+        tifffile.imwrite(
+            tmp, array, compression="zlib", metadata=None, software=False, datetime=False, photometric=photometric
+        )
 
 
 def read_tiff(path: str | os.PathLike) -> np.ndarray:

@@ -103,3 +103,12 @@ def test_training_samples_are_each_original_then_its_copies(tmp_path):
     np.testing.assert_array_equal(samples[2].mask, expected.mask)
     no_copies = list(training_samples(str(tmp_path / "data"), ["0001"], 8, with_defaults("augment", {"copies": 0})))
     assert [sample.id for sample in no_copies] == ["0001"]
+
+
+def test_float_images_are_deformed_without_rounding_or_clipping():
+    """Canonical float32 images (from float TIFFs) keep fractional and negative values through elastic."""
+    base = label_coded_sample()
+    image = (base.mask.astype(np.float32) - 1.5) * 0.25  # values -0.375 .. 0.375: no integer range
+    out = augment_sample(Sample("f", image, base.mask, base.instances), 4, 1, replace(PAPER, image_order=0))
+    assert out.image.dtype == np.float32
+    np.testing.assert_array_equal(out.image, (out.mask.astype(np.float32) - 1.5) * 0.25)

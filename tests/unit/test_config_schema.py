@@ -224,11 +224,11 @@ def test_bad_loss_keys_are_named(spec, message):
 def test_import_defaults_depend_on_the_format():
     folder = {"format": "folder", "images": "i", "masks": "m"}
     assert with_defaults(IMPORT, folder) == {
-        **folder, "encoding": "classes", "connectivity": 1,
+        **folder, "encoding": "classes", "connectivity": 1, "channels": None,
         "image_pattern": "{id}.png", "mask_pattern": "{id}.png", "instance_pattern": None,
     }  # fmt: skip
     stack = {"format": "tiff_stack", "images": "i.tif", "masks": "m.tif", "encoding": "binary"}
-    assert with_defaults(IMPORT, stack) == {**stack, "connectivity": 1}
+    assert with_defaults(IMPORT, stack) == {**stack, "connectivity": 1, "channels": None, "stack_axis": None}
 
 
 @pytest.mark.parametrize(
@@ -262,6 +262,9 @@ COLOUR_PATTERN = "does not match '^(#[0-9a-fA-F]{6}|"
         ({"mask_pattern": "{id}_{id}.png"}, "import.mask_pattern: '{id}_{id}.png' does not match"),
         ({"instance_pattern": 3}, "import.instance_pattern: 3 is not of type 'string', 'null'"),
         ({"format": "tiff_stack", "image_pattern": "{id}.png"}, "import: Unevaluated properties are not allowed"),
+        ({"stack_axis": "Z"}, "import: Unevaluated properties are not allowed ('stack_axis' was unexpected)"),
+        ({"format": "tiff_stack", "stack_axis": "z"}, "import.stack_axis: 'z' does not match"),
+        ({"channels": 2}, "import.channels: 2 is not one of [None, 1, 3]"),
         ({"encoding": "palette"}, "import.encoding: 'palette' is not one of ['classes', 'binary']"),
         ({"encoding": ["classes"]}, "import.encoding: ['classes'] is not of type 'object'"),
         ({"encoding": {"type": "palette"}}, "import.encoding.type: 'palette' is not one of"),

@@ -22,6 +22,8 @@ from segcore.plan.fingerprint import (
     sample_positions,
     touching_objects,
 )
+from segcore.plan.normalise import normalise_image
+from segcore.plan.plan import choose_normalisation
 
 CLASSES = ["background", "a", "b"]
 
@@ -178,3 +180,19 @@ def test_images_of_different_channel_counts_stop(tmp_path: Path):
     data, split = write_dataset(tmp_path, [grey, rgb], ["train", "val"])
     with pytest.raises(InputError, match="different channel counts"):
         dataset_fingerprint(data, split, CLASSES, seed=0)
+
+
+def test_float32_images_give_statistics_and_normalise(tmp_path: Path):
+    """Float canonical images (float TIFF sources): the fingerprint's statistics and every normalisation work."""
+    rng = np.random.default_rng(3)
+    samples = [random_sample(rng, f"s{i}", 16, 16) for i in range(3)]
+    samples = [Sample(s.id, (s.image.astype(np.float32) - 500) / 7, s.mask, s.instances) for s in samples]
+    data, split = write_dataset(tmp_path, samples, ["train", "val", "test"])
+    fingerprint = dataset_fingerprint(data, split, CLASSES, seed=0)
+    assert fingerprint["dtype"] == "float32" and fingerprint["channels"] == 3
+    pixels = np.concatenate([s.image.reshape(-1, 3) for s in samples[:2]]).astype(np.float64)
+    np.testing.assert_allclose(fingerprint["intensity"]["all"]["mean"], pixels.mean(axis=0), rtol=1e-6)
+    for mode in ("zscore", "percentile", "dtype"):
+        normalisation, _ = choose_normalisation(fingerprint, mode)
+        out = normalise_image(samples[0].image, normalisation)
+        assert out.dtype == np.float32 and out.shape == (3, 16, 16) and np.isfinite(out).all()

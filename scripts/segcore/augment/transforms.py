@@ -80,13 +80,14 @@ def _elastic(arrays: list[np.ndarray], rng: np.random.Generator, settings: Augme
         mode="mirror",
         axis=[(0, 1)] * (1 + len(labels)),
     )
-    info = np.iinfo(arrays[0].dtype)
-    deformed[0] = np.clip(np.rint(deformed[0]), info.min, info.max)
+    if np.issubdtype(arrays[0].dtype, np.integer):  # float images keep the interpolated values
+        info = np.iinfo(arrays[0].dtype)
+        deformed[0] = np.clip(np.rint(deformed[0]), info.min, info.max)
     return [out.astype(original.dtype) for out, original in zip(deformed, arrays)]
 
 
 def augment_sample(sample: Sample, seed: int, copy_index: int, settings: AugmentSettings) -> Sample:
-    """One augmented copy of ``sample`` (image uint8/uint16 (H, W[, C]); masks (H, W)).
+    """One augmented copy of ``sample`` (image uint8/uint16/float32 (H, W[, C]); masks (H, W)).
 
     Returns a new :class:`Sample` with id ``augmented_id(sample.id, copy_index)``, the same shapes and dtypes.
     With flips and elastic both off the copy equals the original.

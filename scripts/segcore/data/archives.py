@@ -143,13 +143,13 @@ def unpacked_folder(archive: str) -> str:
     raise ValueError(f"{archive!r} has no archive suffix ({', '.join(ZIP_SUFFIXES + TAR_SUFFIXES)})")
 
 
-def _archive_kind(archive: Path) -> str:
+def _archive_kind(archive: Path, shown: Path) -> str:
     name = archive.name.lower()
     if name.endswith(ZIP_SUFFIXES):
         return "zip"
     if name.endswith(TAR_SUFFIXES):
         return "tar"
-    raise InputError(f"{archive}: unsupported archive type (expected one of {', '.join(ZIP_SUFFIXES + TAR_SUFFIXES)})")
+    raise InputError(f"{shown}: unsupported archive type (expected one of {', '.join(ZIP_SUFFIXES + TAR_SUFFIXES)})")
 
 
 def _extract_zip(zipped: zipfile.ZipFile, members: list[ArchiveMember], names: list[str], folder: Path) -> None:
@@ -172,31 +172,38 @@ def _extract_zip(zipped: zipfile.ZipFile, members: list[ArchiveMember], names: l
                 shutil.copyfileobj(source, out)
 
 
-def extract_archive(archive: str | os.PathLike, target_dir: str | os.PathLike) -> list[Path]:
+def extract_archive(
+    archive: str | os.PathLike, target_dir: str | os.PathLike, *, label: str | None = None
+) -> list[Path]:
     """Extract a .zip, .tar, .tar.gz/.tgz, .tar.bz2 or .tar.xz ``archive`` into ``target_dir``, atomically.
 
     ``target_dir`` is replaced as a whole once extraction has succeeded (an existing folder is swapped
     out, not merged). Returns the extracted files and links (not folders) under ``target_dir``, sorted.
     Raises :class:`InputError` naming the archive (and the member, for a refused one) for an unknown
     suffix, a corrupt or truncated archive, or any unsafe member; ``target_dir`` is then left as it was.
+    ``label`` names the archive in messages instead of its path (a download still in a temporary folder is
+    named by its config entry).
     """
     source = Path(archive)
-    kind = _archive_kind(source)
+    shown = Path(label) if label else source  # only ever formatted into messages
+    kind = _archive_kind(source, shown)
     try:
         with atomic_dir(target_dir) as tmp:
             if kind == "zip":
                 with zipfile.ZipFile(source) as zipped:
-                    members = _zip_members(zipped, source)
-                    names = check_members(members, source)
+                    members = _zip_members(zipped, shown)
+                    names = check_members(members, shown)
                     _extract_zip(zipped, members, names, tmp)
             else:
                 with tarfile.open(source, "r:*") as tar:
-                    members = _tar_members(tar, source)
-                    names = check_members(members, source)
+                    members = _tar_members(tar, shown)
+                    names = check_members(members, shown)
                     tar.extractall(tmp, filter="data")
     except InputError:
         raise
     except ARCHIVE_READ_ERRORS as error:
-        raise InputError(f"{source}: cannot extract archive ({type(error).__name__}: {error})") from error
+        raise InputError(
+            f"{shown}: cannot extract archive: it is truncated or corrupt ({type(error).__name__}: {error})"
+        ) from error
     final = Path(target_dir)
     return sorted(final / name for member, name in zip(members, names) if member.kind != "dir" and name)

@@ -2,7 +2,7 @@
 
 Layout of a canonical folder::
 
-    images/<id>.tif     uint8 or uint16, (H, W) or (H, W, C)
+    images/<id>.tif     uint8, uint16 or float32 (finite values), (H, W) or (H, W, C)
     masks/<id>.tif      uint8 (H, W), class index per pixel (0 = background)
     instances/<id>.tif  uint16 (H, W), 0 = no object, each object a distinct positive id
     manifest.tsv        id, height, width, channels, classes (comma-separated ids present),

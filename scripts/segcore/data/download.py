@@ -203,6 +203,7 @@ def fetch_dataset(settings: Mapping[str, Any], dest_dir: str | os.PathLike) -> l
         log.info("verified %d files, %d bytes", len(paths), sum(path.stat().st_size for path in paths))
         for archive in settings["extract"]:
             target = unpacked_folder(archive)
-            members = extract_archive(folder / archive, folder / target)
+            label = f"downloaded archive {archive} (dataset.download.extract)"  # not the temporary folder
+            members = extract_archive(folder / archive, folder / target, label=label)
             log.info("unpacked %s: %d files into %s", archive, len(members), Path(dest_dir) / target)
     return [Path(dest_dir) / path.relative_to(folder) for path in paths]

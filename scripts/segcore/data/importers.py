@@ -3,29 +3,34 @@
 Two layouts are supported:
 
 - a folder of images and a folder of masks (optionally a folder of instance images), paired by the
-  ``{id}`` part of their file names (:func:`pair_folder_files`, :func:`iter_folder_samples`);
-- a multi-page image TIFF and a multi-page label TIFF with one sample per page, as ISBI 2012 ships
-  ``train-volume.tif`` / ``train-labels.tif`` (:func:`import_tiff_stacks`).
+  ``{id}`` part of their file names (:func:`segcore.data.pairing.pair_folder_files`,
+  :func:`iter_folder_samples`);
+- a multi-page image TIFF and a label TIFF with one sample per page, as ISBI 2012 ships
+  ``train-volume.tif`` / ``train-labels.tif``, or ImageJ/OME hyperstacks whose samples lie along the axis
+  ``dataset.import.stack_axis`` names (:func:`import_tiff_stacks`, :func:`segcore.data.tiff_files.stack_samples`).
 
 Pairing problems (an image without mask or the reverse, duplicate ids, an empty folder, stacks with
-different page counts) are all found before any pixel is read. Every problem raises :class:`InputError`
-naming the file(s). :func:`import_dataset`, the config-driven entry point, writes through
-:func:`segcore.data.canonical.write_canonical`, so a failed import leaves no canonical folder behind.
+different sample counts) are all found before any pixel is read. Every file is read whole and checked
+(:mod:`segcore.data.image_files`); every problem raises :class:`InputError` naming the file(s) (and page).
+Dataset-wide rules: one channel count for all images (:mod:`segcore.data.channels`), images at least
+:data:`segcore.data.image_files.MIN_SIDE` pixels high and wide. :func:`import_dataset`, the config-driven
+entry point, writes through :func:`segcore.data.canonical.write_canonical`, so a failed import leaves no
+canonical folder behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import tifffile
 
 from segcore.data.canonical import Sample, write_canonical
-from segcore.data.image_files import as_image, drop_alpha, find_files, natural_key, read_raw
+from segcore.data.channels import ChannelRule
+from segcore.data.file_formats import file_format
+from segcore.data.image_files import as_image, drop_alpha, read_raw
 from segcore.data.mask_encodings import (
     MaskEncoding,
     encode_mask,
@@ -33,91 +38,16 @@ from segcore.data.mask_encodings import (
     instances_from_image,
     parse_encoding,
 )
+from segcore.data.pairing import SampleFiles, pair_folder_files
+from segcore.data.tiff_files import read_tiff_checked, stack_samples
 from segcore.io import InputError
 
-LISTED_AT_MOST = 5  # file names quoted in a "missing partner" message; the rest are counted
+__all__ = ["SampleFiles", "build_sample", "import_dataset", "import_tiff_stacks", "pair_folder_files"]
 
 
-@dataclass(frozen=True)
-class SampleFiles:
-    """The files of one sample of a folder dataset; ``instances`` is None when derived from the mask."""
-
-    id: str
-    image: Path
-    mask: Path
-    instances: Path | None = None
-
-
-def _list_unpaired(ids: set[str], files: dict[str, Path]) -> str:
-    names = [str(files[sample_id]) for sample_id in sorted(ids, key=natural_key)]
-    shown = ", ".join(names[:LISTED_AT_MOST])
-    return shown + (f" and {len(names) - LISTED_AT_MOST} more" if len(names) > LISTED_AT_MOST else "")
-
-
-def _check_partners(images: dict[str, Path], partners: dict[str, Path], kind: str, partner_dir: Path) -> None:
-    """Raise InputError listing the images without a ``kind`` file and the ``kind`` files without image."""
-    without_partner = set(images) - set(partners)
-    if without_partner:
-        raise InputError(
-            f"{len(without_partner)} image(s) have no {kind} in {partner_dir}: "
-            f"{_list_unpaired(without_partner, images)}"
-        )
-    without_image = set(partners) - set(images)
-    if without_image:
-        raise InputError(
-            f"{len(without_image)} {kind} file(s) have no image: {_list_unpaired(without_image, partners)}"
-        )
-
-
-def _literal_length(pattern: str) -> int:
-    return len(pattern.replace("{id}", "").replace("*", ""))
-
-
-def pair_folder_files(
-    images_dir: Path,
-    masks_dir: Path,
-    image_pattern: str,
-    mask_pattern: str,
-    instances_dir: Path | None = None,
-    instance_pattern: str | None = None,
-) -> list[SampleFiles]:
-    """Pair image, mask (and instance) files by id, in natural id order, without reading pixels.
-
-    Patterns are described in :func:`segcore.data.image_files.pattern_regex`. Folders may be shared: a file
-    matching the patterns of two roles goes to the more specific pattern (more literal characters), so
-    ``{id}.png`` images and ``{id}_mask.png`` masks can live together. ``instances_dir`` None: no
-    instance files; ``instance_pattern`` None: ``mask_pattern``. Raises :class:`InputError` for an empty
-    image folder, duplicate ids, or any file without its partner (naming the files).
-    """
-    instance_pattern = instance_pattern or mask_pattern
-    roles = {"images": (images_dir, image_pattern), "masks": (masks_dir, mask_pattern)}
-    if instances_dir is not None:
-        roles["instances"] = (instances_dir, instance_pattern)
-    found: dict[str, dict[str, Path]] = {}
-    resolved = {role: Path(folder).resolve() for role, (folder, _) in roles.items()}
-    for role, (folder, pattern) in roles.items():
-        neighbours = [
-            other_pattern
-            for other, (_, other_pattern) in roles.items()
-            if other != role and resolved[other] == resolved[role]
-        ]
-        if pattern in neighbours:
-            raise InputError(f"{folder}: {role} share this folder and pattern {pattern!r} with other files")
-        # A file matching two patterns in one folder belongs to the more specific one (more literal
-        # characters): "a_mask.png" is a mask under "{id}_mask.png", not an image under "{id}.png".
-        more_specific = [other for other in neighbours if _literal_length(other) > _literal_length(pattern)]
-        found[role] = find_files(Path(folder), pattern, f"{role} {folder}", more_specific)
-    images, masks = found["images"], found["masks"]
-    if not images:
-        raise InputError(f"{images_dir}: no image files match pattern {image_pattern!r}")
-    _check_partners(images, masks, "mask", Path(masks_dir))
-    instances = found.get("instances", {})
-    if instances_dir is not None:
-        _check_partners(images, instances, "instance image", Path(instances_dir))
-    return [
-        SampleFiles(sample_id, images[sample_id], masks[sample_id], instances.get(sample_id))
-        for sample_id in sorted(images, key=natural_key)
-    ]
+def mask_palette(encoding: MaskEncoding) -> str:
+    """What a palette PNG mask means: its colours for ``colour_table``, else its indices (the values)."""
+    return "colour" if encoding.type == "colour_table" else "index"
 
 
 def _check_same_size(image: np.ndarray, other: np.ndarray, image_name: str, other_name: str) -> None:
@@ -136,14 +66,18 @@ def build_sample(
     encoding: MaskEncoding,
     names: Sequence[str],
     connectivity: int,
+    channels: ChannelRule | None = None,
 ) -> Sample:
     """Check and convert one sample's raw arrays; ``names`` (image, mask[, instances]) label messages.
 
     Instances come from ``raw_instances`` when given, otherwise from the connected components of each
     class of the encoded mask (see :func:`segcore.data.mask_encodings.instances_from_classes`).
+    ``channels`` (shared by the samples of one import) keeps their channel count one.
     """
     image_name, mask_name = names[:2]
-    image = as_image(raw_image, Path(image_name))
+    image = as_image(raw_image, image_name)
+    if channels is not None:
+        image = channels.apply(image, image_name)
     raw_mask = drop_alpha(raw_mask)
     _check_same_size(image, raw_mask, image_name, mask_name)
     mask = encode_mask(raw_mask, encoding, mask_name)
@@ -156,33 +90,36 @@ def build_sample(
     return Sample(id=sample_id, image=image, mask=mask, instances=instances)
 
 
-def load_folder_sample(files: SampleFiles, encoding: MaskEncoding, connectivity: int) -> Sample:
+def load_folder_sample(
+    files: SampleFiles, encoding: MaskEncoding, connectivity: int, channels: ChannelRule | None = None
+) -> Sample:
     """Read and convert the files of one folder sample (see :func:`build_sample`)."""
-    raw_instances = read_raw(files.instances) if files.instances is not None else None
+    raw_instances = read_raw(files.instances, "index") if files.instances is not None else None
     names = (str(files.image), str(files.mask), str(files.instances))
-    return build_sample(
-        files.id, read_raw(files.image), read_raw(files.mask), raw_instances, encoding, names, connectivity
-    )
+    raw_image, raw_mask = read_raw(files.image), read_raw(files.mask, mask_palette(encoding))
+    return build_sample(files.id, raw_image, raw_mask, raw_instances, encoding, names, connectivity, channels)
 
 
-def iter_folder_samples(pairs: list[SampleFiles], encoding: MaskEncoding, connectivity: int) -> Iterator[Sample]:
+def iter_folder_samples(
+    pairs: list[SampleFiles], encoding: MaskEncoding, connectivity: int, channels: ChannelRule | None = None
+) -> Iterator[Sample]:
     """Load the samples of ``pairs`` one at a time, so a large dataset never sits in memory whole.
 
-    Images are PNG, TIFF or JPEG, grey or RGB(A) (alpha dropped), 8- or 16-bit kept as stored; masks are
-    converted with ``encoding``. Raises :class:`InputError` naming the file(s) for an unreadable or truncated
-    file, an image/mask size mismatch or an undeclared mask value or colour.
+    Images are PNG, TIFF or JPEG, grey or RGB(A) (alpha dropped), 8- or 16-bit or float (as float32) kept
+    as stored; masks are converted with ``encoding`` (a palette PNG mask's indices are its values, except
+    for ``colour_table``). Raises :class:`InputError` naming the file(s) for an unreadable, truncated or
+    misnamed file, an image/mask size mismatch, an undeclared mask value or colour, or a channel count
+    unlike the others.
     """
     for files in pairs:
-        yield load_folder_sample(files, encoding, connectivity)
+        yield load_folder_sample(files, encoding, connectivity, channels)
 
 
-def read_stack_pages(path: Path) -> list[np.ndarray]:
-    """Each page of a (multi-page) TIFF as an array; InputError naming ``path`` if it cannot be read."""
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            return [page.asarray() for page in tiff.pages]
-    except Exception as error:  # tifffile raises many types for missing, truncated or non-TIFF files
-        raise InputError(f"{path}: cannot read TIFF stack ({type(error).__name__}: {error})") from error
+def read_stack(path: Path, stack_axis: str | None) -> tuple[list[np.ndarray], str]:
+    """The samples of the TIFF stack ``path`` and the word for one in messages (``"page"``/``"sample"``)."""
+    if file_format(path) != "TIFF":
+        raise InputError(f"{path}: format tiff_stack needs TIFF files, this is a {file_format(path)} file")
+    return stack_samples(read_tiff_checked(path), stack_axis, path)
 
 
 def import_tiff_stacks(
@@ -192,26 +129,31 @@ def import_tiff_stacks(
     encoding: MaskEncoding,
     instance_stack_path: Path | None = None,
     connectivity: int,
+    stack_axis: str | None = None,
+    channels: ChannelRule | None = None,
 ) -> list[Sample]:
     """One sample per page of an image TIFF stack and its label stack (ISBI 2012 layout).
 
-    Sample ids are the page indices as plain decimal strings, ``"0"``, ``"1"``, ..., ``"29"`` (not
-    zero-padded), so they equal the ids of the same slices exported as ``N.png`` files. Raises
-    :class:`InputError` naming both files and both counts if the page counts differ, and naming the file
-    and page for an unreadable file or a page whose size differs from its image page.
+    Sample ids are the page (or sample) indices as plain decimal strings, ``"0"``, ``"1"``, ..., ``"29"``
+    (not zero-padded), so they equal the ids of the same slices exported as ``N.png`` files. Hyperstacks
+    give their samples along ``stack_axis`` (:func:`segcore.data.tiff_files.stack_samples`). Raises
+    :class:`InputError` naming both files and both counts if the sample counts differ, and naming the file
+    and page for an unreadable or damaged file or a page whose size differs from its image page.
     """
     stacks = [image_stack_path, label_stack_path] + ([instance_stack_path] if instance_stack_path else [])
-    pages = [read_stack_pages(Path(path)) for path in stacks]
-    counts = [len(stack_pages) for stack_pages in pages]
+    read = [read_stack(Path(path), stack_axis) for path in stacks]
+    counts = [len(samples) for samples, _ in read]
     if len(set(counts)) != 1:
-        listing = ", ".join(f"{path} has {count} pages" for path, count in zip(stacks, counts))
+        listing = ", ".join(f"{path} has {count} {word}s" for path, count, (_, word) in zip(stacks, counts, read))
         raise InputError(f"TIFF stacks differ in page count: {listing}")
     samples = []
     for index in range(counts[0]):
-        names = [f"{path} page {index}" for path in stacks]
-        raw_image, raw_mask, *raw_instances = (stack_pages[index] for stack_pages in pages)
+        names = [f"{path} {word} {index}" for path, (_, word) in zip(stacks, read)]
+        raw_image, raw_mask, *raw_instances = (stack[index] for stack, _ in read)
         instance_page = raw_instances[0] if raw_instances else None
-        samples.append(build_sample(str(index), raw_image, raw_mask, instance_page, encoding, names, connectivity))
+        samples.append(
+            build_sample(str(index), raw_image, raw_mask, instance_page, encoding, names, connectivity, channels)
+        )
     return samples
 
 
@@ -229,7 +171,9 @@ def import_dataset(
     describes every key; the Snakefile fills them, code that writes a section by hand uses
     :func:`segcore.config_schema.with_defaults`). Relative paths are resolved against ``root``, an absolute
     path stands as it is; ``config_key`` names the section in messages. ``instances`` absent: each class's
-    connected components (of ``connectivity``) are its objects.
+    connected components (of ``connectivity``) are its objects. ``channels`` (None, 1 or 3) converts the
+    images to one channel count (None: they must agree); ``stack_axis`` (tiff_stack) names the axis
+    holding the samples of a hyperstack.
 
     ``len(class_names)`` is the number of classes; the encoding's class ids must lie below it (checked here,
     as it spans two config keys). Raises :class:`InputError` naming the key for that, and naming the file(s)
@@ -239,13 +183,15 @@ def import_dataset(
     instances = Path(root) / settings["instances"] if "instances" in settings else None
     encoding = parse_encoding(settings["encoding"], len(class_names), f"{config_key}.encoding")
     connectivity = settings["connectivity"]
+    channels = ChannelRule(settings["channels"], f"{config_key}.channels")
     if settings["format"] == "tiff_stack":
         samples: Iterable[Sample] = import_tiff_stacks(
-            images, masks, encoding=encoding, instance_stack_path=instances, connectivity=connectivity
-        )
+            images, masks, encoding=encoding, instance_stack_path=instances, connectivity=connectivity,
+            stack_axis=settings["stack_axis"], channels=channels,
+        )  # fmt: skip
     else:
         pairs = pair_folder_files(
             images, masks, settings["image_pattern"], settings["mask_pattern"], instances, settings["instance_pattern"]
         )
-        samples = iter_folder_samples(pairs, encoding, connectivity)
+        samples = iter_folder_samples(pairs, encoding, connectivity, channels)
     return write_canonical(dest, samples, encoding.num_classes)
