@@ -1,4 +1,5 @@
-# U-Net image segmentation: data -> split -> augmentation -> weight maps -> training -> prediction -> report.
+# U-Net image segmentation: data -> split -> augmentation -> weight maps -> training -> prediction -> report;
+# each trained model is also exported as a bundle usable outside the pipeline (python -m segcore.segment).
 # Usage: snakemake --cores 8 --resources gpu=1   (see README.md)
 
 from snakemake.utils import min_version
@@ -32,6 +33,7 @@ include: "rules/plan.smk"
 include: "rules/augment.smk"
 include: "rules/train.smk"
 include: "rules/predict.smk"
+include: "rules/export.smk"
 include: "rules/report.smk"
 
 

@@ -183,13 +183,14 @@ def per_experiment(pattern):
 
 
 def final_outputs():
-    """The final targets: the report and the metrics of every experiment."""
+    """The final targets: the report, and the metrics and model bundle of every experiment."""
     return [
         f"results/{DATASET}/report.html",
         *expand(
-            "results/{dataset}/{experiment}/metrics/summary.tsv",
+            "results/{dataset}/{experiment}/{target}",
             dataset=DATASET,
             experiment=EXPERIMENTS,
+            target=["metrics/summary.tsv", "bundle"],
         ),
     ]
 

@@ -193,9 +193,9 @@ def test_real_pipeline_runs_through_slurm(slurm_cluster: None, tmp_path: Path) -
     log_text = run.stdout + run.stderr
     assert run.returncode == 0, log_text[-4000:]
     submitted = _assert_every_remote_job_went_through_sbatch(log_text, tmp_path)
-    # generate_shapes, split, fingerprint, plan, class_weights, train, merge_metrics + 2 shards x (augment,
-    # weight_maps, predict, evaluate); report and all are localrules and run on the submitting host.
-    assert len(submitted) == 15, sorted(submitted.values())
+    # generate_shapes, split, fingerprint, plan, class_weights, train, export_model, merge_metrics + 2 shards x
+    # (augment, weight_maps, predict, evaluate); report and all are localrules and run on the submitting host.
+    assert len(submitted) == 16, sorted(submitted.values())
     assert "report" in FINISHED_RE.findall(log_text) and "report" not in submitted.values()
     print(f"\nreal pipeline through SLURM: {len(submitted)} sbatch jobs in {seconds:.0f} s")
     _dry_run_has_nothing_to_do(args, tmp_path)

@@ -31,6 +31,7 @@ RULES = [
     "weight_maps",
     "train",
     "predict",
+    "export_model",
     "evaluate",
     "merge_metrics",
     "report",

@@ -46,16 +46,24 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> t
 
 
 def inference_tile_size(model: UNet, requested: int, image_shape: tuple[int, int]) -> int:
-    """The tile side for overlap-tile prediction of an image of ``image_shape`` (H, W).
+    """The tile side for overlap-tile prediction of an image of ``image_shape`` (H, W) by ``model``
+    (:func:`tile_size_for` with the model's depth and margin)."""
+    return tile_size_for(model.depth, model.margin, requested, image_shape)
+
+
+def tile_size_for(depth: int, margin: int, requested: int, image_shape: tuple[int, int]) -> int:
+    """The tile side for overlap-tile prediction of an image of ``image_shape`` (H, W) by a U-Net of
+    ``depth`` poolings whose output lies ``margin`` pixels inside its input (0: same padding).
 
     Same padding: the requested size rounded up to a multiple of ``2**depth``, but no larger than needed to
     hold the whole image in one tile. Valid padding: the smallest valid input whose output is at least the
-    requested size (or the image, if smaller), since the output is what a tile contributes.
+    requested size (or the image, if smaller), since the output is what a tile contributes. Takes numbers
+    rather than a model so that a TorchScript model (which keeps neither) is tiled alike.
     """
-    multiple = 2**model.depth
-    if model.margin == 0:
+    multiple = 2**depth
+    if margin == 0:
         needed = max(image_shape)
         size = min(requested, needed)
         return max(multiple, math.ceil(size / multiple) * multiple)
     wanted_output = max(1, min(requested, max(image_shape)))
-    return valid_input_size(wanted_output, model.depth)
+    return valid_input_size(wanted_output, depth)

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
 import torch
 
 from segcore.compute import select_device
@@ -20,13 +19,12 @@ from segcore.data.canonical import read_sample
 from segcore.data.shards import shard_ids
 from segcore.data.split import ids_of
 from segcore.io import InputError, read_table
-from segcore.model.model_file import inference_tile_size, load_model
-from segcore.model.overlap_tile import class_mask, predict_probabilities
-from segcore.model.unet import UNet, prepare_for_inference
-from segcore.plan.normalise import DTYPE_SCALING, Normalisation, normalise_image
-from segcore.predict.instances import method_label, predicted_instances, resolve_method
+from segcore.model.model_file import load_model
+from segcore.model.unet import prepare_for_inference
+from segcore.plan.normalise import DTYPE_SCALING, Normalisation
+from segcore.predict.inference import InferenceSettings, segment_image
+from segcore.predict.instances import method_label, resolve_method
 from segcore.predict.outputs import shard_writer
-from segcore.train.operating_point import foreground_mask
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,7 @@ def shard_test_ids(split: str | os.PathLike, shard: int, n_shards: int) -> list[
 class PredictionSettings:
     """The config section ``prediction``; every field required (the defaults live in the schema alone).
 
-    ``tile_size``: requested tile side (see :func:`segcore.model.model_file.inference_tile_size`);
+    ``tile_size``: requested tile side (see :func:`segcore.model.model_file.tile_size_for`);
     ``overlap``: pixels shared by neighbouring output tiles (ignored by valid-padding nets, which need none);
     ``blend``, ``tta``, ``batch_size``: as :func:`segcore.model.overlap_tile.predict_probabilities` takes them;
     ``instances``, ``watershed_h``: how objects are found (:mod:`segcore.predict.instances`);
@@ -84,30 +82,24 @@ def operating_threshold(setting: str, metadata: Mapping[str, Any]) -> float | No
     return metadata.get("foreground_threshold")
 
 
-def predict_image(
-    model: UNet,
-    image: np.ndarray,
-    num_classes: int,
+def inference_settings(
+    metadata: Mapping[str, Any],
     settings: PredictionSettings,
-    device: torch.device,
-    normalisation: Normalisation = DTYPE_SCALING,
-) -> np.ndarray:
-    """float32 (K, H, W) class probabilities of one stored image by overlap-tile prediction.
-
-    ``image``: (H, W) or (H, W, C) uint8/uint16 as stored, normalised as in training (``normalisation``,
-    the plan's: :func:`segcore.plan.normalise.normalise_image`); ``model``: an eval-mode (fused) model. The tile
-    is chosen per image (:func:`segcore.model.model_file.inference_tile_size`), so a small image is one
-    tile. A valid-padding net's tiles abut exactly, so ``settings.overlap`` applies to same-padding nets only
-    (and only where the image needs more than one tile).
-    """
-    tile_size = inference_tile_size(model, settings.tile_size, image.shape[:2])
-    # One tile covering the whole image has no neighbour to overlap (its blend weights normalise to 1), and
-    # the tile shrinks to such an image: a configured overlap larger than that tile must not fail it.
-    one_tile = tile_size >= max(image.shape[:2])
-    overlap = settings.overlap if model.margin == 0 and not one_tile else 0
-    return predict_probabilities(
-        model, normalise_image(image, normalisation), num_classes=num_classes, tile_size=tile_size, margin=model.margin,
-        overlap=overlap, batch_size=settings.batch_size, blend=settings.blend, tta=settings.tta, device=device,
+    normalisation: Normalisation,
+    depth: int,
+    margin: int,
+) -> InferenceSettings:
+    """What :func:`segcore.predict.inference.segment_image` needs for a model saved with ``metadata``
+    (:func:`segcore.model.model_file.save_model`), predicted with ``settings`` after ``normalisation`` (the
+    plan's); ``depth`` and ``margin``: the model's. Rule predict and the bundle's model card both take their
+    settings from here."""
+    border_class = bool(metadata.get("border_class", False))
+    return InferenceSettings(
+        num_classes=int(metadata["num_classes"]), depth=int(depth), margin=int(margin),
+        normalisation=normalisation, tile_size=int(settings.tile_size), overlap=int(settings.overlap),
+        blend=settings.blend, batch_size=int(settings.batch_size), tta=settings.tta,
+        threshold=operating_threshold(settings.threshold, metadata), border_class=border_class,
+        instances=resolve_method(settings.instances, border_class), watershed_h=float(settings.watershed_h),
     )  # fmt: skip
 
 
@@ -128,24 +120,16 @@ def predict_shard(
     """
     device = select_device(device_request)
     model, metadata = load_model(model_path, device)
+    inference = inference_settings(metadata, settings, normalisation, model.depth, model.margin)
     model = prepare_for_inference(model)
-    num_classes = metadata["num_classes"]
-    # A border-class model predicts the dataset's classes plus the border (last); masks hold the former.
-    border_class = bool(metadata.get("border_class", False))
-    method = resolve_method(settings.instances, border_class)
-    mask_classes = num_classes - 1 if border_class else num_classes
-    label = method_label(method, border_class)
-    threshold = operating_threshold(settings.threshold, metadata)
+    label = method_label(inference.instances, inference.border_class)
+    threshold = inference.threshold
     log.info("operating point: %s", "argmax" if threshold is None else f"foreground probability >= {threshold}")
-    with shard_writer(folder, mask_classes, settings.save_probabilities, label) as writer:
+    # A border-class model predicts the dataset's classes plus the border (last); masks hold the former.
+    with shard_writer(folder, inference.mask_classes, settings.save_probabilities, label) as writer:
         for sample_id in ids:
             image = read_sample(data, sample_id).image
-            probabilities = predict_image(model, image, num_classes, settings, device, normalisation)
-            classes = class_mask(probabilities) if threshold is None else foreground_mask(probabilities[1], threshold)
-            mask, instances = predicted_instances(
-                probabilities, classes, border_class=border_class, method=method,
-                h=settings.watershed_h,
-            )  # fmt: skip
+            probabilities, mask, instances = segment_image(model, image, inference, device)
             writer.write(sample_id, image, mask, probabilities, instances)
     log.info("predicted %d test images on %s; objects by %s", len(ids), device, label)
     return device

@@ -1,0 +1,25 @@
+"""Rule export_model: a trained experiment -> its model bundle (TorchScript with BatchNorm folded, model card,
+ONNX when the optional onnx package is installed; layout in :mod:`segcore.predict.bundle`), for use outside
+the pipeline with ``python -m segcore.segment``."""
+
+from segcore.compute import configure_threads
+from segcore.predict.export import export_model
+from segcore.rule_runner import run_rule
+from segcore.train.run import git_commit
+
+
+def main(smk) -> None:
+    configure_threads(smk.threads)
+    commit = git_commit(smk.scriptdir)
+    export_model(
+        model_path=smk.input.model,
+        plan_path=smk.input.plan,
+        facts_path=smk.input.facts,
+        prediction=smk.params.prediction,
+        folder=smk.output.bundle,
+        experiment=smk.wildcards.experiment,
+        pipeline_commit=None if commit == "unknown" else commit,
+    )
+
+
+run_rule(main, snakemake)  # noqa: F821 - injected by Snakemake
