@@ -2,12 +2,14 @@
 
 Every writer here writes to a temporary name in the destination folder and renames it into place, so a job
 killed mid-write never leaves a truncated file under its final name (``os.replace`` is atomic on POSIX
-within one file system).
+within one file system). The temporary names start with ``.<final name>.tmp-``; the next write of the same
+output removes what a killed one left, so a rerun of the rule leaves no debris.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -22,6 +24,23 @@ from skimage import io as skio
 
 class InputError(ValueError):
     """Bad user input: a config value or a file that cannot be used; the message names it."""
+
+
+def _temporary_prefix(final: Path) -> str:
+    """The name prefix of the temporary entries :func:`atomic_path` and :func:`atomic_dir` create for ``final``."""
+    return f".{final.name}.tmp-"
+
+
+def _remove_leftovers(final: Path) -> None:
+    """Remove temporary entries a killed earlier write of ``final`` left beside it (``kill -9`` runs no
+    cleanup). Only one job writes a given output at a time, so entries with this prefix are all stale; a
+    rerun of the rule that writes ``final`` therefore leaves no debris."""
+    prefix = _temporary_prefix(final)
+    for entry in final.parent.glob(f"{glob.escape(prefix)}*"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _permissions(directory: bool) -> int:
@@ -44,7 +63,8 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     """
     final = Path(final_path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or final.suffix, dir=final.parent)
+    _remove_leftovers(final)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(final), suffix=suffix or final.suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -65,12 +85,13 @@ def atomic_dir(final_dir: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    _remove_leftovers(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, _permissions(directory=True))
         if final.exists():
-            old = final.with_name(f".{final.name}.old")
+            old = final.with_name(f"{_temporary_prefix(final)}old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
             os.replace(tmp, final)
