@@ -32,8 +32,9 @@ import torch
 from tqdm import tqdm
 
 from segcore.compute import select_device
-from segcore.data.image_files import IMAGE_SUFFIXES, TIFF_SUFFIXES, as_image, natural_key, read_raw
-from segcore.data.importers import read_stack_pages
+from segcore.data.file_formats import file_format
+from segcore.data.image_files import IMAGE_SUFFIXES, as_image, natural_key, read_raw
+from segcore.data.importers import read_stack
 from segcore.io import InputError, atomic_path, write_png
 from segcore.predict.bundle import ModelCard, read_bundle
 from segcore.predict.inference import segment_image
@@ -79,7 +80,8 @@ def read_pages(path: Path, in_channels: int) -> tuple[list[np.ndarray], bool]:
     :class:`InputError` naming the file (and page) when it cannot be read or an image's channel count is
     not ``in_channels``.
     """
-    pages = read_stack_pages(path) if path.suffix.lower() in TIFF_SUFFIXES else [read_raw(path)]
+    # A TIFF may hold a stack (pages, or a hyperstack's one sample axis); other formats one image.
+    pages = read_stack(path, None)[0] if file_format(path) == "TIFF" else [read_raw(path)]
     stack = len(pages) > 1
     images = []
     for index, raw in enumerate(pages):
