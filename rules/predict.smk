@@ -80,6 +80,16 @@ rule merge_metrics:
                 "table": "summary",
             },
         ),
+        confusion=report(
+            "results/{dataset}/{experiment}/metrics/confusion.tsv",
+            caption="../report/confusion.rst",
+            category="Test metrics",
+            labels={
+                "dataset": "{dataset}",
+                "experiment": "{experiment}",
+                "table": "confusion matrix",
+            },
+        ),
     log:
         "logs/{dataset}/{experiment}/merge_metrics.log",
     conda:

@@ -7,6 +7,7 @@ rule report:
         history=per_experiment("results/{dataset}/{experiment}/history.tsv"),
         summary=per_experiment("results/{dataset}/{experiment}/metrics/summary.tsv"),
         per_image=per_experiment("results/{dataset}/{experiment}/metrics/per_image.tsv"),
+        confusion=per_experiment("results/{dataset}/{experiment}/metrics/confusion.tsv"),
         predictions=all_prediction_shards,
     output:
         html=report(

@@ -1,11 +1,12 @@
-"""Rule merge_metrics: the shards' per-image tables and confusion matrices -> per_image.tsv and summary.tsv.
+"""Rule merge_metrics: the shards' per-image tables and confusion matrices -> per_image.tsv, summary.tsv and
+the pooled confusion.tsv (the report's heat map).
 
 Rows are sorted by id, so the result does not depend on the number of shards; the pooled confusion matrix is
 the exact sum of the shards' integer matrices. Every test id of the split must appear exactly once
 (:func:`segcore.evaluate.tables.merge_shards`).
 """
 
-from segcore.evaluate.tables import merge_shards, write_per_image, write_summary
+from segcore.evaluate.tables import merge_shards, pool_confusion, write_confusion, write_per_image, write_summary
 from segcore.predict.shard import split_test_ids
 from segcore.rule_runner import log, run_rule
 
@@ -16,6 +17,7 @@ def main(smk) -> None:
     per_image, summary = merge_shards(list(smk.input.per_image), list(smk.input.confusion), test_ids, class_names)
     write_per_image(smk.output.per_image, per_image)
     write_summary(smk.output.summary, summary)
+    write_confusion(smk.output.confusion, pool_confusion(list(smk.input.confusion), class_names), class_names)
     mean_fg = summary.set_index("metric").loc["mean_fg_dice"]
     log.info(
         "%d test images from %d shards: mean foreground Dice %.4f per image, %.4f pooled",

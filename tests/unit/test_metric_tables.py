@@ -21,6 +21,7 @@ from segcore.evaluate.tables import (
     merge_per_image,
     merge_shards,
     per_image_table,
+    pool_confusion,
     read_confusion,
     read_per_image,
     read_summary,
@@ -151,6 +152,9 @@ def test_merge_shards_pools_the_integer_matrices(tmp_path: Path):
     values = [row["pixel_accuracy"] for row in rows_for(["a"], 1) + rows_for(["b", "c"], 2)]
     assert rows.loc["pixel_accuracy", "per_image_mean"] == pytest.approx(sum(values) / 3)
     assert rows.loc["pixel_accuracy", "count"] == 3
+    pooled = pool_confusion(matrices, CLASSES)  # what rule merge_metrics writes as confusion.tsv
+    assert pooled.dtype == np.int64 and pooled.tolist() == [[5, 1], [1, 5]]
+    assert pool_confusion([], CLASSES).tolist() == [[0, 0], [0, 0]]
 
 
 def test_summary_round_trip(tmp_path: Path):

@@ -1,4 +1,4 @@
-"""The report's "Plan and fingerprint" section (segcore.report.build.plan_tables, segcore.report.html).
+"""The report's "Plan and fingerprint" section (segcore.report.plan_tables, segcore.report.html).
 
 References: the hand-built fingerprint's values and the plan's own table, found again in the tables and
 in the rendered page.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from segcore.report.build import plan_tables
 from segcore.report.html import ExperimentSection, render_report
+from segcore.report.plan_tables import plan_tables
 from tests.unit.test_plan import fingerprint, plan
 
 

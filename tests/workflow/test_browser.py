@@ -1,10 +1,12 @@
-"""The HTML report rendered in a real headless Chromium: metrics table present, every figure loaded."""
+"""The HTML report rendered in a real headless Chromium: metrics table present, every figure loaded and drawn
+(charts, error overlays), the plan collapsed, and a page that is not blank."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import imageio.v3 as iio
 import pytest
 from skimage import io as skio
 
@@ -34,16 +36,29 @@ def test_report_renders_with_metrics_table_and_figures(tiny_run: Path, tmp_path:
         headers = page.evaluate("Array.from(document.querySelectorAll('th')).map(th => th.textContent)")
         rows = page.evaluate("Array.from(document.querySelectorAll('td')).map(td => td.textContent)")
         title = page.title()
+        details = page.evaluate("Array.from(document.querySelectorAll('details')).map(d => d.open)")
+        legends = page.locator("p.legend").count()
+        # Each chart as drawn on the page (decoded and laid out), not just its data URI.
+        charts = [iio.imread(page.locator("img.chart").nth(k).screenshot(), extension=".png")
+                  for k in range(page.locator("img.chart").count())]  # fmt: skip
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
 
     assert title == "Segmentation report: tiny"
     assert {"experiment", "test mean_fg_dice", "metric", "per_image_mean", "pooled"} <= set(headers)
     assert "mean_fg_dice" in rows and "small" in rows
-    # training curves + (best + worst) x (image, truth, prediction) for up to 3 images each
-    assert len(images) >= 1 + 2 * 3
+    # training curves + per experiment: 2 charts, (best + worst) x (image, truth, prediction, errors)
+    alts = [image["alt"] for image in images]
+    experiments = alts.count("confusion matrix")
+    assert experiments >= 1 and alts.count("Dice and IoU per class") == experiments
+    assert len(images) >= 1 + experiments * (2 + 2 * 4)
+    panels = {label: sum(alt.endswith(f" {label}") for alt in alts) for label in ("image", "truth", "errors")}
+    assert panels["image"] == panels["truth"] == panels["errors"] >= 2 * experiments  # an overlay per example
+    assert legends == experiments  # one colour legend above each experiment's examples
+    assert details and not any(details), "the plan and fingerprint tables are collapsed"
     broken = [image["alt"] for image in images if not image["ok"] or image["width"] == 0]
     assert not broken, f"broken or invisible images: {broken}"
+    assert len(charts) == 2 * experiments and all(chart[..., :3].std() > 10 for chart in charts), "a blank chart"
     pixels = skio.imread(screenshot)[..., :3].astype(float)
     assert pixels.shape[0] > 900  # full page, longer than one screen
     assert pixels.std() > 20  # not a blank page

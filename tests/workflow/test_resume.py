@@ -138,7 +138,7 @@ def test_shard_jobs_together_produce_the_files_of_one_job(single_shard, three_sh
     predictions = "predictions/shard-*/masks/*.tif"
     assert digests(three / EXPERIMENT, predictions) == digests(one / EXPERIMENT, predictions)
     assert len(list((three / EXPERIMENT / "metrics").glob("shard-*/per_image.tsv"))) == 3
-    for table in ["per_image.tsv", "summary.tsv"]:
+    for table in ["per_image.tsv", "summary.tsv", "confusion.tsv"]:
         merged = (three / EXPERIMENT / "metrics" / table).read_bytes()
         assert merged == (one / EXPERIMENT / "metrics" / table).read_bytes(), table
 
@@ -154,5 +154,7 @@ def test_shard_confusion_matrices_add_up_to_the_pooled_one(three_shards: Path):
     predicted = np.concatenate([tifffile.imread(path).ravel() for path in masks])
     assert len(shards) == 3 and len(masks) == 8
     np.testing.assert_array_equal(pooled, sklearn_confusion_matrix(truth, predicted, labels=[0, 1, 2, 3]))
+    merged = pd.read_csv(metrics / "confusion.tsv", sep="\t", index_col="truth")  # rule merge_metrics's
+    np.testing.assert_array_equal(merged.to_numpy(), pooled)
     summary = pd.read_csv(metrics / "summary.tsv", sep="\t").set_index("metric")
     assert summary.loc["pixel_accuracy", "pooled"] == np.trace(pooled) / pooled.sum()

@@ -7,6 +7,7 @@ cell::
                     (a shard's table from rule evaluate, the merged one from rule merge_metrics)
     confusion.tsv   truth (class name), then one integer column per predicted class, named by class; the
                     rows are the truth classes in class order: the int64 (K, K) pixel confusion matrix
+                    (a shard's from rule evaluate, the pooled one of the test set from rule merge_metrics)
     summary.tsv     metric, per_image_mean, per_image_std, pooled, count (segcore.evaluate.metrics.summarise)
 
 Floats read back are exactly the floats written: pandas >= 3.1 parses every float with its round-trip
@@ -91,6 +92,15 @@ def merge_per_image(tables: Sequence[pd.DataFrame], test_ids: Sequence[str], sou
     return merged.sort_values("id", kind="stable").reset_index(drop=True)
 
 
+def pool_confusion(paths: Sequence[str | os.PathLike], class_names: list[str]) -> np.ndarray:
+    """int64 (K, K): the exact integer sum of the confusion matrices at ``paths`` (:func:`read_confusion`,
+    which raises :class:`segcore.io.InputError` for a matrix over other classes); zeros for no paths."""
+    pooled = np.zeros((len(class_names), len(class_names)), np.int64)
+    for path in paths:
+        pooled += read_confusion(path, class_names)
+    return pooled
+
+
 def merge_shards(
     per_image_paths: Sequence[str | os.PathLike],
     confusion_paths: Sequence[str | os.PathLike],
@@ -99,17 +109,14 @@ def merge_shards(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(merged per-image table, summary table) of the shards' tables.
 
-    The pooled confusion matrix is the exact integer sum of the shards' matrices; the summary is
-    :func:`segcore.evaluate.metrics.summarise` of the merged table and that matrix. Raises
+    The pooled confusion matrix is the exact integer sum of the shards' matrices (:func:`pool_confusion`);
+    the summary is :func:`segcore.evaluate.metrics.summarise` of the merged table and that matrix. Raises
     :class:`segcore.io.InputError` as :func:`merge_per_image`, :func:`read_per_image` and
     :func:`read_confusion` do.
     """
     tables = [read_per_image(path, class_names) for path in per_image_paths]
     per_image = merge_per_image(tables, test_ids, [str(path) for path in per_image_paths])
-    pooled = np.zeros((len(class_names), len(class_names)), np.int64)
-    for path in confusion_paths:
-        pooled += read_confusion(path, class_names)
-    return per_image, summarise(per_image, pooled, class_names)
+    return per_image, summarise(per_image, pool_confusion(confusion_paths, class_names), class_names)
 
 
 def write_summary(path: str | os.PathLike, summary: pd.DataFrame) -> None:

@@ -16,12 +16,16 @@ import pandas as pd
 
 from segcore.data.canonical import read_sample
 from segcore.evaluate.metrics import best_and_worst, metric_names
-from segcore.evaluate.tables import read_per_image, read_summary
+from segcore.evaluate.tables import read_confusion, read_per_image, read_summary
 from segcore.io import atomic_path
-from segcore.plan.plan import Plan, read_fingerprint, read_plan
+from segcore.plan.plan import read_fingerprint, read_plan
 from segcore.predict.outputs import read_instance_method, read_predicted_mask
 from segcore.predict.visual import colourise, to_display_rgb
-from segcore.report.html import ExampleImage, ExperimentSection, render_report
+from segcore.report.durations import format_duration
+from segcore.report.figures import class_score_chart, confusion_chart
+from segcore.report.html import Chart, ExampleImage, ExperimentSection, render_report
+from segcore.report.overlays import contour_thickness, error_overlay
+from segcore.report.plan_tables import plan_tables
 from segcore.train.curves import plot_history
 from segcore.train.run import read_history, read_training_facts
 
@@ -46,13 +50,18 @@ NOTES = [
     "Pixel error: fraction of misclassified foreground/background pixels. Rand error: 1 - foreground-"
     "restricted Rand F-score (ISBI 2012). HD95: 95th-percentile symmetric boundary distance in pixels; a "
     "missed or spurious object counts as the image diagonal.",
+    "Errors panel: the test image in grey with the truth's object outlines in white; false positives "
+    "(foreground predicted on truth background), false negatives (truth foreground predicted as background) "
+    "and, with several foreground classes, wrong-class pixels painted over it. Confusion matrix: pixels of "
+    "the whole test set, each row divided by its true class's pixel count. Durations are h:mm:ss.",
 ]
 
 
 @dataclass(frozen=True)
 class ExperimentResults:
     """Where one experiment's results are: run facts (``training.json``), history table, merged per-image
-    and summary tables, and the predictions root (the folder holding its prediction shards)."""
+    and summary tables, the predictions root (the folder holding its prediction shards), and optionally its
+    plan and merged confusion matrix (``metrics/confusion.tsv``; without it the section has no heat map)."""
 
     name: str
     facts: Path
@@ -61,6 +70,7 @@ class ExperimentResults:
     per_image: Path
     predictions: Path
     plan: Path | None = None
+    confusion: Path | None = None
 
 
 def operating_point(threshold_setting: str, facts: Mapping[str, Any]) -> str:
@@ -71,65 +81,39 @@ def operating_point(threshold_setting: str, facts: Mapping[str, Any]) -> str:
     return "argmax" if threshold is None else f"p(foreground) >= {threshold:g}"
 
 
-def _per_channel(values: Sequence[float] | None) -> str:
-    """Per-channel numbers as "a / b / c" with 4 significant digits; a dash for none."""
-    return " / ".join(f"{value:.4g}" for value in values) if values else "-"
+def mean_epoch_seconds(history: pd.DataFrame | None, column: str = "seconds") -> float:
+    """Mean of a history table's per-epoch ``column`` (:func:`segcore.train.run.read_history`); NaN without
+    a history, the column or any epoch."""
+    if history is None or column not in history or history.empty:
+        return float("nan")
+    return float(history[column].astype(float).mean())
 
 
-def plan_tables(plan: Plan, fingerprint: Mapping[str, Any]) -> list[tuple[str, pd.DataFrame]]:
-    """The report's "Plan and fingerprint" tables of one experiment: the planned settings (config key,
-    value, source auto/config, reason) with the normalisation's parameters and the memory estimate; the
-    dataset fingerprint's summary; its classes (pixel fraction, objects and their sizes)."""
-    settings = pd.DataFrame(plan.table())
-    settings["value"] = settings["value"].map(lambda value: "null (whole images)" if value is None else str(value))
-    norm = plan.normalisation
-    extra = [
-        {"key": "normalisation mean / sd", "value": f"{_per_channel(norm.mean)}; {_per_channel(norm.sd)}",
-         "source": "fingerprint", "reason": "train+val pixels"},
-        {"key": "memory estimate", "value": f"{plan.memory.get('estimated_mb', '-')} MB of "
-         f"{plan.memory.get('budget_mb', '-')} MB", "source": "plan", "reason": "per training step"},
-    ]  # fmt: skip
-    if norm.mode == "percentile":
-        extra.insert(1, {"key": "clip to", "value": f"{_per_channel(norm.low)} .. {_per_channel(norm.high)}",
-                         "source": "fingerprint", "reason": "0.5 / 99.5 percentiles"})  # fmt: skip
-    settings = pd.concat([settings, pd.DataFrame(extra)], ignore_index=True)
-    size = fingerprint["size"]
-    intensity = fingerprint["intensity"]
-    stats = intensity["all"] or {}
-    summary = pd.DataFrame(
-        [
-            ("images", f"{fingerprint['images']} ({', '.join(f'{k} {v}' for k, v in fingerprint['subsets'].items())})"),
-            ("height min / median / max", "{min} / {median} / {max}".format(**size["height"])),
-            ("width min / median / max", "{min} / {median} / {max}".format(**size["width"])),
-            ("channels, dtype", f"{fingerprint['channels']}, {fingerprint['dtype']}"),
-            ("intensity mean (per channel)", _per_channel(stats.get("mean"))),
-            ("intensity sd", _per_channel(stats.get("sd"))),
-            ("intensity 0.5 / 99.5 percentiles",
-             f"{_per_channel(stats.get('p0_5'))}; {_per_channel(stats.get('p99_5'))}"),
-            ("intensity sample", f"{intensity['pixels']} pixels of {intensity['images']} {intensity['ids']} images"),
-            ("objects", f"{fingerprint['objects']['count']}, {100 * fingerprint['objects']['touching_fraction']:.1f} % "
-             "touching another"),
-        ],
-        columns=["fingerprint", "value"],
-    )  # fmt: skip
-    classes = pd.DataFrame([
-        {"class": entry["name"], "pixel fraction": entry["pixel_fraction"], "images": entry["images"],
-         "objects": entry["objects"],
-         "object px min / median / max": "-" if entry["object_size"] is None else
-         "{min} / {median} / {max}".format(**entry["object_size"])}
-        for entry in fingerprint["classes"]
-    ])  # fmt: skip
-    return [("Plan", settings), ("Dataset fingerprint", summary), ("Classes", classes)]
+def shown_facts(facts: Mapping[str, Any], history: pd.DataFrame | None = None) -> dict[str, str]:
+    """The run facts as the section's table shows them: values as text, and every ``<name>_seconds`` as
+    ``<name>_time`` in h:mm:ss, followed by the mean epoch and validation times of ``history``."""
+    shown = {}
+    for key, value in facts.items():
+        if key.endswith("_seconds") and isinstance(value, (int, float)):
+            shown[key.removesuffix("_seconds") + "_time"] = format_duration(value)
+        else:
+            shown[key] = str(value)
+    shown["mean_epoch_time"] = format_duration(mean_epoch_seconds(history), decimals=1)
+    shown["mean_validation_time"] = format_duration(mean_epoch_seconds(history, "validation_seconds"), decimals=1)
+    return shown
 
 
-def overview_row(name: str, facts: Mapping[str, Any], summary: pd.DataFrame) -> dict[str, Any]:
-    """One row of the comparison table: training facts, the per-image means of :data:`HEADLINE_METRICS`
-    (columns ``test <metric>``) and the pooled mean foreground Dice. ``summary``: indexed by metric
-    (:func:`segcore.evaluate.tables.read_summary`)."""
+def overview_row(
+    name: str, facts: Mapping[str, Any], summary: pd.DataFrame, history: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """One row of the comparison table: training facts (durations in h:mm:ss, the time per epoch the mean
+    over ``history``), the per-image means of :data:`HEADLINE_METRICS` (columns ``test <metric>``) and the
+    pooled mean foreground Dice. ``summary``: indexed by metric (:func:`segcore.evaluate.tables.read_summary`)."""
     return {
         "experiment": name,
         "parameters": facts["parameters"],
-        "training s": facts["training_seconds"],
+        "training time": format_duration(facts["training_seconds"]),
+        "time per epoch": format_duration(mean_epoch_seconds(history), decimals=1),
         "epochs run": facts["epochs_run"],
         "best val loss": facts["best_val_loss"],
         "best val Dice": facts["best_val_dice"],
@@ -161,7 +145,8 @@ def extremes_table(per_image: pd.DataFrame, class_names: list[str], n: int) -> p
 def example_images(
     data: str | os.PathLike, predictions: str | os.PathLike, ids: Sequence[str], scores: pd.Series, num_classes: int
 ) -> list[ExampleImage]:
-    """The report's panels of ``ids``: image (stretched to its range), truth and prediction in palette colours.
+    """The report's panels of ``ids``: image (stretched to its range), truth and prediction in palette colours,
+    and the error overlay (:func:`segcore.report.overlays.error_overlay`, outlines about one screen pixel wide).
 
     ``scores``: mean foreground Dice by id, shown in the caption. Raises :class:`segcore.io.InputError` when
     an id has no prediction under the ``predictions`` root.
@@ -170,6 +155,7 @@ def example_images(
     for sample_id in ids:
         sample = read_sample(data, sample_id)
         prediction = read_predicted_mask(predictions, sample_id)
+        thickness = contour_thickness(sample.mask.shape)
         shown.append(
             ExampleImage(
                 sample_id,
@@ -177,9 +163,20 @@ def example_images(
                 to_display_rgb(sample.image),
                 colourise(sample.mask, num_classes),
                 colourise(prediction, num_classes),
+                error_overlay(sample.image, sample.mask, prediction, sample.instances, thickness),
             )
         )
     return shown
+
+
+def section_charts(results: ExperimentResults, summary: pd.DataFrame, class_names: list[str]) -> list[Chart]:
+    """The section's charts: Dice and IoU per class, then the confusion heat map when ``results`` names its
+    merged confusion matrix."""
+    charts = [Chart("Dice and IoU per class", class_score_chart(summary, class_names))]
+    if results.confusion is not None:
+        cm = read_confusion(results.confusion, class_names)
+        charts.append(Chart("confusion matrix", confusion_chart(cm, class_names)))
+    return charts
 
 
 def experiment_section(
@@ -189,9 +186,10 @@ def experiment_section(
     data: str | os.PathLike,
     class_names: list[str],
     n_examples: int,
+    history: pd.DataFrame | None = None,
 ) -> ExperimentSection:
-    """One experiment's section: facts, summary, per-metric extremes, and the ``n_examples`` best and worst
-    test images by mean foreground Dice."""
+    """One experiment's section: facts (:func:`shown_facts`), charts (:func:`section_charts`), summary,
+    per-metric extremes, and the ``n_examples`` best and worst test images by mean foreground Dice."""
     per_image = read_per_image(results.per_image, class_names)
     best, worst = best_and_worst(per_image, "mean_fg_dice", n_examples)
     scores = per_image.set_index("id")["mean_fg_dice"]
@@ -199,9 +197,10 @@ def experiment_section(
         name=results.name,
         summary=summary.reset_index(),
         extremes=extremes_table(per_image, class_names, n_examples),
-        facts={key: str(value) for key, value in facts.items()},
+        facts=shown_facts(facts, history),
         best=example_images(data, results.predictions, best, scores, len(class_names)),
         worst=example_images(data, results.predictions, worst, scores, len(class_names)),
+        charts=section_charts(results, summary, class_names),
     )
 
 
@@ -229,13 +228,13 @@ def build_report(
     for results in experiments:
         facts = read_training_facts(results.facts)
         summary = read_summary(results.summary)
-        histories[results.name] = read_history(results.history)
+        history = histories[results.name] = read_history(results.history)
         objects_by = read_instance_method(results.predictions)
         overview.append({
-            **overview_row(results.name, facts, summary), "objects by": objects_by,
+            **overview_row(results.name, facts, summary, history), "objects by": objects_by,
             "operating point": operating_point(threshold, facts),
         })  # fmt: skip
-        sections.append(experiment_section(results, facts, summary, data, class_names, n_examples))
+        sections.append(experiment_section(results, facts, summary, data, class_names, n_examples, history))
         if results.plan is not None and fingerprint is not None:
             sections[-1].plan = plan_tables(read_plan(results.plan), read_fingerprint(fingerprint))
     plot_history(histories, curves)
