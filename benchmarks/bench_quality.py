@@ -79,7 +79,7 @@ from segcore.predict.outputs import SHARD_GLOB, read_shard_instances, read_shard
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 PRESETS = ("isbi2012", "dsb2018", "shapes", "shapes101", "custom-colour", "bitdepth")
 # The presets' own epochs (bitdepth: a third of the default run's images, so fewer epochs than custom.yaml's).
-BUDGET_EPOCHS = {"isbi2012": 40, "dsb2018": 50, "shapes": 14, "shapes101": 14, "custom-colour": 50, "bitdepth": 20}
+BUDGET_EPOCHS = {"isbi2012": 80, "dsb2018": 16, "shapes": 14, "shapes101": 14, "custom-colour": 50, "bitdepth": 20}
 DSB_IOU_THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)  # 0.50 .. 0.95, the challenge's ten thresholds
 SHAPES_CLASSES = ["background", "circle", "triangle", "square"]
 BITDEPTH_COUNT, BITDEPTH_SIZE = 400, 128  # generated images per bit depth, and their side
