@@ -341,7 +341,7 @@ def test_a_missing_input_stops_the_command_naming_it(rgb_bundle: Path, tmp_path:
 def test_unreadable_and_wrong_channel_inputs_are_named(rgb_bundle: Path, tmp_path: Path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
-    with pytest.raises(InputError, match=f"{broken}: cannot read image"):
+    with pytest.raises(InputError, match=f"{broken}: not an image of a supported format"):
         segment(rgb_bundle, [broken], tmp_path / "out", device="cpu")
     grey = tmp_path / "grey.png"
     skio.imsave(grey, np.zeros((8, 8), np.uint8), check_contrast=False)
