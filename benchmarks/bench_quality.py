@@ -6,9 +6,10 @@ experiment next to published figures for the dataset and the goals of issue 11, 
 
 Presets:
 
-- ``isbi2012``: config/isbi2012.yaml; the 30 labelled slices are served from ../shared/data/isbi2012 by a
-  loopback HTTP server standing in for the preset's download site (``dataset.download.mirror_url``), so the
-  run downloads, verifies and imports them as a user's would. Literature: U-Net paper (Ronneberger et al.
+- ``isbi2012``: config/isbi2012.yaml; the 30 labelled slices (and the 30 unlabelled test slices the preset
+  segments as an inference set) are served from ../shared/data/isbi2012 by a loopback HTTP server standing in
+  for the preset's download site (``dataset.download.mirror_url``), so the run downloads, verifies and
+  imports them as a user's would. Literature: U-Net paper (Ronneberger et al.
   2015, Table 1) on the challenge's hidden test volume: pixel error 0.0611, Rand error 0.0382. The test set
   here is 5 held-out training slices (neighbours of training slices: easier). Goals: pixel error <= 0.07,
   Rand error <= 0.12.
@@ -143,13 +144,15 @@ def isbi_mirror() -> Iterator[dict]:
     """The ISBI slices of ../shared served under the zhixuhao/unet layout; yields the mirror override."""
     from tests.unit.helpers_http import FileServer
 
-    source = SHARED_DATA / "isbi2012" / "png" / "train"
-    require(source, "the ISBI 2012 data")
+    source = SHARED_DATA / "isbi2012" / "png"
+    require(source / "train", "the ISBI 2012 data")
     routes = {
-        f"/data/membrane/train/{kind}/{n}.png": source / kind / f"{n}.png"
+        f"/data/membrane/train/{kind}/{n}.png": source / "train" / kind / f"{n}.png"
         for kind in ("image", "label")
         for n in range(30)
     }
+    # The unlabelled test slices, which the preset segments as its inference set "test".
+    routes |= {f"/data/membrane/test/{n}.png": source / "test" / f"{n}.png" for n in range(30)}
     with FileServer(routes, lifetime_s=6 * 3600) as server:
         yield {"dataset": {"download": {"mirror_url": server.base_url + "/"}}}
 

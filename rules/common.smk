@@ -1,6 +1,7 @@
 # Helpers only: config validation, config lookups, output paths and input functions.
 
 import os
+import re
 
 import jsonschema
 import yaml
@@ -63,6 +64,7 @@ DATASET = config["dataset"]["name"]
 CLASSES = config["dataset"]["classes"]
 EXPERIMENTS = list(config["experiments"])
 SHARDS = list(range(config["shards"]))
+INFERENCE_SETS = list(config["inference"])
 
 
 def experiment_config(wildcards):
@@ -182,8 +184,108 @@ def per_experiment(pattern):
     return paths
 
 
+# --- inference sets (config inference: new, unlabelled images; segcore.predict.sets) -------------------
+
+
+def probability_stack_names(classes):
+    """File-name stems of the per-class probability stacks: each class name with characters other than
+    letters, digits, ``_``, ``.`` and ``-`` replaced by ``_`` (``membrane`` -> ``membrane_probability.tif``);
+    ``class<i>`` (the class id) where that leaves nothing, or two classes the same name.
+    """
+    names = [re.sub(r"[^A-Za-z0-9_.-]", "_", name) for name in classes]
+    return [
+        name if name.strip("_") and names.count(name) == 1 else f"class{index}"
+        for index, name in enumerate(names)
+    ]
+
+
+PROBABILITY_STACKS = probability_stack_names(CLASSES)
+
+
+def inference_section(wildcards):
+    """The inference set's config section with its defaults filled in."""
+    return config["inference"][wildcards.set]
+
+
+def inference_stacked(name):
+    """Whether the set ``name`` is merged into page stacks (a TIFF stack, or a folder with stack: true)."""
+    section = config["inference"][name]
+    return section["format"] == "tiff_stack" or section.get("stack", False)
+
+
+def inference_input(name):
+    """What the set ``name`` gives rule infer as input, its folder or TIFF stack (files added there rerun it);
+    a path inside the dataset's download folder stands for that folder, rule download's output.
+    """
+    path = config["inference"][name]["images"]
+    download = f"resources/{DATASET}/download"
+    if config["dataset"]["source"] != "download":
+        return path
+    return (
+        download
+        if (os.path.normpath(path) + os.sep).startswith(download + os.sep)
+        else path
+    )
+
+
+def check_inference_sets():
+    """Stop before any job, naming the config key, when an inference set's images do not exist (relative
+    paths start in the working directory; files still to be downloaded are not checked).
+    """
+    for name in INFERENCE_SETS:
+        path = inference_input(name)
+        if path != f"resources/{DATASET}/download" and not os.path.exists(path):
+            raise ValueError(
+                f"config key inference.{name}.images: {path!r} does not exist "
+                f"(relative paths start in the working directory {os.getcwd()})"
+            )
+
+
+check_inference_sets()
+
+
+def inference_images(wildcards):
+    return [inference_input(wildcards.set)]
+
+
+def inference_shards(wildcards):
+    return expand(
+        "results/{dataset}/{experiment}/inference/{set}/shard-{shard}",
+        dataset=wildcards.dataset,
+        experiment=wildcards.experiment,
+        set=wildcards.set,
+        shard=SHARDS,
+    )
+
+
+def inference_pairs():
+    """(experiment, set) of every experiment and inference set, experiments first, in config order."""
+    return [(experiment, name) for experiment in EXPERIMENTS for name in INFERENCE_SETS]
+
+
+def inference_tables(wildcards=None):
+    """Every experiment's table (images.tsv) of every inference set, in :func:`inference_pairs` order."""
+    return [
+        f"results/{DATASET}/{experiment}/inference/{name}/images.tsv"
+        for experiment, name in inference_pairs()
+    ]
+
+
+def inference_outputs():
+    """The final outputs of the inference sets: every table, and the stacks of the stacked sets."""
+    stacks = ["masks.tif", *[f"{name}_probability.tif" for name in PROBABILITY_STACKS]]
+    outputs = []
+    for experiment, name in inference_pairs():
+        folder = f"results/{DATASET}/{experiment}/inference/{name}"
+        outputs.append(f"{folder}/images.tsv")
+        if inference_stacked(name):
+            outputs += [f"{folder}/{stack}" for stack in stacks]
+    return outputs
+
+
 def final_outputs():
-    """The final targets: the report, and the metrics and model bundle of every experiment."""
+    """The final targets: the report, the metrics and model bundle of every experiment, and the outputs of
+    every inference set."""
     return [
         f"results/{DATASET}/report.html",
         *expand(
@@ -192,6 +294,7 @@ def final_outputs():
             experiment=EXPERIMENTS,
             target=["metrics/summary.tsv", "bundle"],
         ),
+        *inference_outputs(),
     ]
 
 

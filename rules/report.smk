@@ -9,6 +9,8 @@ rule report:
         per_image=per_experiment("results/{dataset}/{experiment}/metrics/per_image.tsv"),
         confusion=per_experiment("results/{dataset}/{experiment}/metrics/confusion.tsv"),
         predictions=all_prediction_shards,
+        # The tables of the inference sets (none by default); the gallery shows a few images of each.
+        inference=inference_tables,
     output:
         html=report(
             "results/{dataset}/report.html",
@@ -37,5 +39,7 @@ rule report:
         n_examples=config["report"]["examples"],
         threshold=config["prediction"]["threshold"],
         class_names=CLASSES,
+        inference_sets=inference_pairs(),
+        inference_examples=config["report"]["inference_examples"],
     script:
         "../scripts/make_report.py"

@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from segcore.report.build import ExperimentResults, build_report, write_report
+from segcore.report.gallery import InferenceSetResults
 from segcore.rule_runner import log, run_rule
 
 
@@ -30,6 +31,11 @@ def main(smk) -> None:
         curves=smk.output.curves,
         threshold=smk.params.threshold,
         fingerprint=smk.input.fingerprint,
+        inference_sets=[
+            InferenceSetResults(experiment, name, Path(table))
+            for (experiment, name), table in zip(smk.params.inference_sets, smk.input.inference)
+        ],
+        inference_examples=smk.params.inference_examples,
     )
     write_report(smk.output.html, page)
     log.info("report for %d experiments written", len(experiments))

@@ -13,7 +13,7 @@ import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,26 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
         tifffile.imwrite(
             tmp, array, compression="zlib", metadata=None, software=False, datetime=False, photometric=photometric
         )
+
+
+def write_pages(
+    path: str | os.PathLike,
+    data: np.ndarray | Iterable[np.ndarray],
+    shape: tuple[int, ...] | None = None,
+    dtype: np.dtype | type | None = None,
+) -> None:
+    """Write grey pages as a zlib-compressed TIFF with their shape recorded, atomically; bytes depend on the data.
+
+    ``data``: an array whose last two axes are each page's (H, W), e.g. (K, H, W) class planes or a (P, H, W)
+    stack; or an iterator of (H, W) pages with ``shape`` and ``dtype`` given, written as they come (a long
+    stack never sits in memory). Never RGB: :func:`write_tiff` lets tifffile store 3 or 4 planes as colour;
+    here they stay planes. The recorded shape brings a one-page stack back as (1, H, W) (:func:`read_tiff`).
+    """
+    with atomic_path(path, ".tif") as tmp:
+        tifffile.imwrite(
+            tmp, data, shape=shape, dtype=dtype, photometric="minisblack", compression="zlib", software=False,
+            datetime=False,
+        )  # fmt: skip
 
 
 def read_tiff(path: str | os.PathLike) -> np.ndarray:

@@ -32,6 +32,7 @@ ISBI = SHARED / "data" / "isbi2012"
 PRESET = REPO_ROOT / "config" / "isbi2012.yaml"
 TEMPLATE = REPO_ROOT / "config" / "custom.yaml"
 LAYOUT = "data/membrane/train"  # zhixuhao/unet keeps the slices as {image,label}/N.png
+TEST_LAYOUT = "data/membrane/test"  # and the unlabelled test slices as N.png
 # Small enough for two shared CPU cores: a 3-level net, 2 epochs of 64x64 patches, no augmented copies.
 TINY_BUDGET = {
     "augment": {"copies": 0},
@@ -67,12 +68,15 @@ def run_workflow(directory: Path, configfiles: list[Path], *targets: str, timeou
 
 
 def sums_from_shared() -> dict[str, str]:
-    """zhixuhao path -> sha256 of the 60 labelled training PNGs, from ../shared's SHA256SUMS."""
+    """zhixuhao path -> sha256 of the 60 labelled training PNGs and the 30 test PNGs, from ../shared's
+    SHA256SUMS."""
     sums = {}
     for line in (ISBI / "SHA256SUMS").read_text().splitlines():
         digest, path = line.split(maxsplit=1)
         if path.startswith("./png/train/"):
             sums[f"{LAYOUT}/{path.removeprefix('./png/train/')}"] = digest
+        elif path.startswith("./png/test/"):
+            sums[f"{TEST_LAYOUT}/{path.removeprefix('./png/test/')}"] = digest
     return sums
 
 
@@ -80,11 +84,12 @@ def sums_from_shared() -> dict[str, str]:
 def isbi_routes() -> dict[str, Path]:
     if not (ISBI / "SHA256SUMS").is_file() or not (ISBI / "png" / "train").is_dir():
         pytest.skip(f"the shared ISBI 2012 data is not at {ISBI} (a checkout without ../shared)")
-    return {
+    routes = {
         f"/{LAYOUT}/{kind}/{n}.png": ISBI / "png" / "train" / kind / f"{n}.png"
         for kind in ("image", "label")
         for n in range(30)
     }
+    return routes | {f"/{TEST_LAYOUT}/{n}.png": ISBI / "png" / "test" / f"{n}.png" for n in range(30)}
 
 
 def test_preset_pins_the_published_checksums(isbi_routes):
@@ -94,7 +99,7 @@ def test_preset_pins_the_published_checksums(isbi_routes):
         == "https://raw.githubusercontent.com/zhixuhao/unet/b45af4d458437d8281cc218a07fd4380818ece4a/"
     )
     assert preset["files"] == sums_from_shared()
-    assert len(preset["files"]) == 60
+    assert len(preset["files"]) == 90
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +170,24 @@ def test_isbi_report_scores_the_held_out_slices(isbi_run):
         assert 0 <= summary.loc[metric, "per_image_mean"] <= 1, metric
     report = (results / "report.html").read_text()
     assert "isbi2012" in report and "rand_error" in report and "pixel_error" in report
+
+
+def test_isbi_test_volume_is_segmented_into_a_membrane_probability_stack(isbi_run):
+    """The preset's inference set: the 30 unlabelled test slices, stacked in slice order."""
+    directory, _ = isbi_run
+    folder = directory / "results" / "isbi2012" / "unet" / "inference" / "test"
+    membrane = tifffile.imread(folder / "membrane_probability.tif")
+    cell = tifffile.imread(folder / "cell_probability.tif")
+    masks = tifffile.imread(folder / "masks.tif")
+    assert membrane.shape == cell.shape == masks.shape == (30, 512, 512)
+    assert membrane.dtype == np.float32 and masks.dtype == np.uint8
+    np.testing.assert_allclose(membrane + cell, 1, atol=1e-5)
+    for n in (0, 10, 29):  # page n is slice n.png (natural order: 10 after 9), not page n of a text sort
+        shard = next(folder.glob(f"shard-*/probabilities/{n}.tif"))
+        np.testing.assert_array_equal(tifffile.imread(shard)[0], membrane[n])
+    table = pd.read_csv(folder / "images.tsv", sep="\t", dtype={"id": str})
+    assert list(table["id"]) == [str(n) for n in range(30)]
+    assert "Inference sets" in (directory / "results" / "isbi2012" / "report.html").read_text()
 
 
 def test_a_checksum_mismatch_stops_naming_both_digests_and_keeps_nothing(isbi_routes, tmp_path):

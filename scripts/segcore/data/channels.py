@@ -39,6 +39,14 @@ def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return grey.astype(image.dtype)
 
 
+def require_channels(image: np.ndarray, expected: int, name: str) -> None:
+    """InputError naming ``name`` (the file, or file and page) unless ``image`` has ``expected`` channels, the
+    count a trained network takes."""
+    have = channel_count(image)
+    if have != expected:
+        raise InputError(f"{name}: image has {have} channel(s) but the model takes {expected}")
+
+
 def _channel_words(count: int) -> str:
     return {1: "1 channel (grey)", 3: "3 channels (RGB)"}.get(count, f"{count} channels")
 

@@ -115,11 +115,14 @@ def iter_folder_samples(
         yield load_folder_sample(files, encoding, connectivity, channels)
 
 
-def read_stack(path: Path, stack_axis: str | None) -> tuple[list[np.ndarray], str]:
-    """The samples of the TIFF stack ``path`` and the word for one in messages (``"page"``/``"sample"``)."""
+def read_stack(
+    path: Path, stack_axis: str | None, key: str = "dataset.import.stack_axis"
+) -> tuple[list[np.ndarray], str]:
+    """The samples of the TIFF stack ``path`` and the word for one in messages (``"page"``/``"sample"``);
+    ``key``: the config key of ``stack_axis``, named when the samples' axis is ambiguous."""
     if file_format(path) != "TIFF":
         raise InputError(f"{path}: format tiff_stack needs TIFF files, this is a {file_format(path)} file")
-    return stack_samples(read_tiff_checked(path), stack_axis, path)
+    return stack_samples(read_tiff_checked(path), stack_axis, path, key)
 
 
 def import_tiff_stacks(

@@ -12,9 +12,11 @@ An experiment's predictions root holds one folder per prediction shard (rule pre
         probabilities/<id>.tif  float32 (K, H, W) class probabilities; only when they are saved (a border-
                                 class model's K + 1 planes, the border last)
 
-Later stages read predictions through :func:`read_shard_mask` and :func:`read_shard_instances` (one shard
-folder, as rule evaluate is given), :func:`read_predicted_mask` and :func:`read_instance_method` (the root,
-searching every shard, as the report does), never by path.
+Rule infer writes the same layout for an inference set's images (:mod:`segcore.predict.sets`), always with
+probabilities. Later stages read predictions through :func:`read_shard_mask`, :func:`read_shard_instances`,
+:func:`read_shard_probabilities`, :func:`read_shard_picture` and :func:`read_shard_ids` (one shard folder, as
+rule evaluate is given), :func:`read_predicted_mask` and :func:`read_instance_method` (the root, searching
+every shard, as the report does), never by path.
 """
 
 from __future__ import annotations
@@ -26,27 +28,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
+from skimage import io as skio
 
-from segcore.io import InputError, atomic_dir, atomic_path, read_tiff, write_png, write_tiff
+from segcore.data.image_files import natural_key
+from segcore.io import InputError, atomic_dir, read_tiff, write_pages, write_png, write_tiff
 from segcore.predict.instances import component_instances
 from segcore.predict.visual import colourise, overlay
 
 MASKS, COLOUR, OVERLAYS, PROBABILITIES = "masks", "colour", "overlays", "probabilities"
 INSTANCES, INSTANCE_METHOD = "instances", "instances.json"
 SHARD_GLOB = "shard-*"  # rule predict names the shard folders shard-<n>
-
-
-def _write_class_planes(path: Path, planes: np.ndarray) -> None:
-    """Write float32 (K, H, W) as K grey planes, atomically, bytes depending on the array alone.
-
-    :func:`segcore.io.write_tiff` lets tifffile guess the photometric: it stores 3 or 4 planes as RGB and
-    warns that a future version will store them otherwise; naming ``minisblack`` keeps K planes K planes.
-    """
-    with atomic_path(path, ".tif") as tmp:
-        tifffile.imwrite(
-            tmp, planes, photometric="minisblack", compression="zlib", metadata=None, software=False, datetime=False
-        )
 
 
 class ShardWriter:
@@ -89,7 +80,7 @@ class ShardWriter:
         write_png(self.folder / COLOUR / f"{sample_id}.png", colourise(mask, self.num_classes))
         write_png(self.folder / OVERLAYS / f"{sample_id}.png", overlay(image, mask, self.num_classes))
         if self.save_probabilities:
-            _write_class_planes(self.folder / PROBABILITIES / f"{sample_id}.tif", probabilities.astype(np.float32))
+            write_pages(self.folder / PROBABILITIES / f"{sample_id}.tif", probabilities.astype(np.float32))
         self.count += 1
 
 
@@ -164,3 +155,23 @@ def read_predicted_mask(root: str | os.PathLike, sample_id: str) -> np.ndarray:
         shards = [str(path.parents[1]) for path in found]
         raise InputError(f"{root}: need one prediction of {sample_id!r} among the shards, found {len(found)} {shards}")
     return read_tiff(found[0])
+
+
+def read_shard_ids(shard_folder: str | os.PathLike) -> list[str]:
+    """The ids predicted in one shard folder (those with a class mask), in natural order; [] for an empty shard."""
+    names = (path.name for path in Path(shard_folder, MASKS).iterdir() if path.name.endswith(".tif"))
+    return sorted((name.removesuffix(".tif") for name in names if not name.startswith(".")), key=natural_key)
+
+
+def read_shard_picture(shard_folder: str | os.PathLike, sample_id: str, kind: str) -> np.ndarray:
+    """The uint8 (H, W, 3) picture of ``sample_id`` in one shard folder: ``kind`` :data:`COLOUR` (the mask in
+    palette colours) or :data:`OVERLAYS` (the image with its foreground tinted).
+
+    Raises :class:`segcore.io.InputError` naming the file when the shard holds none.
+    """
+    if kind not in (COLOUR, OVERLAYS):
+        raise ValueError(f"kind must be {COLOUR!r} or {OVERLAYS!r}, got {kind!r}")
+    path = Path(shard_folder, kind, f"{sample_id}.png")
+    if not path.exists():
+        raise InputError(f"{path}: no {kind} picture of {sample_id!r}")
+    return skio.imread(path)

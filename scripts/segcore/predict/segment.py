@@ -27,15 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 from tqdm import tqdm
 
 from segcore.compute import select_device
-from segcore.data.file_formats import file_format
-from segcore.data.image_files import IMAGE_SUFFIXES, as_image, natural_key, read_raw
-from segcore.data.importers import read_stack
-from segcore.io import InputError, atomic_path, write_png
+from segcore.data.channels import require_channels
+from segcore.data.image_files import IMAGE_SUFFIXES, as_image, natural_key
+from segcore.data.image_sets import file_images
+from segcore.io import InputError, write_pages, write_png
 from segcore.predict.bundle import ModelCard, read_bundle
 from segcore.predict.inference import segment_image
 
@@ -80,26 +79,15 @@ def read_pages(path: Path, in_channels: int) -> tuple[list[np.ndarray], bool]:
     :class:`InputError` naming the file (and page) when it cannot be read or an image's channel count is
     not ``in_channels``.
     """
-    # A TIFF may hold a stack (pages, or a hyperstack's one sample axis); other formats one image.
-    pages = read_stack(path, None)[0] if file_format(path) == "TIFF" else [read_raw(path)]
+    pages = file_images(path)
     stack = len(pages) > 1
     images = []
     for index, raw in enumerate(pages):
-        name = Path(f"{path} page {index}") if stack else path
+        name = f"{path} page {index}" if stack else str(path)
         image = as_image(raw, name)
-        channels = 1 if image.ndim == 2 else image.shape[2]
-        if channels != in_channels:
-            raise InputError(f"{name}: image has {channels} channel(s) but the model takes {in_channels}")
+        require_channels(image, in_channels, name)
         images.append(image)
     return images, stack
-
-
-def _write_tiff(path: Path, array: np.ndarray) -> None:
-    """``array`` as grey pages (never RGB) with its shape recorded, atomically; bytes depend on it alone."""
-    with atomic_path(path, ".tif") as tmp:
-        tifffile.imwrite(
-            tmp, array, photometric="minisblack", compression="zlib", software=False, datetime=False
-        )  # fmt: skip
 
 
 def output_paths(path: Path, out: Path, stack: bool) -> tuple[Path, Path]:
@@ -150,12 +138,12 @@ def write_segmented(result: Segmented, out: Path, probabilities: bool) -> list[P
     """Write one file's predictions into ``out`` (module docstring); returns the files written."""
     mask_path, probabilities_path = output_paths(result.path, out, result.stack)
     if result.stack:
-        _write_tiff(mask_path, result.masks)
+        write_pages(mask_path, result.masks)
     else:
         write_png(mask_path, result.masks[0])
     if not probabilities or result.probabilities is None:
         return [mask_path]
-    _write_tiff(probabilities_path, result.probabilities if result.stack else result.probabilities[0])
+    write_pages(probabilities_path, result.probabilities if result.stack else result.probabilities[0])
     return [mask_path, probabilities_path]
 
 

@@ -1,21 +1,25 @@
-"""Predicting one shard of the test images: which ids a shard holds, the prediction settings, and the loop.
+"""Predicting one shard of the test images or of an inference set: which ids a shard holds, the prediction
+settings, the loaded model and the loop.
 
 The shard's test ids are :func:`segcore.data.shards.shard_ids` of the split's test ids; rule evaluate uses
-the same function (:func:`shard_test_ids`), so it scores exactly the images rule predict wrote.
+the same function (:func:`shard_test_ids`), so it scores exactly the images rule predict wrote. An inference
+set's shards (:func:`predict_set_shard`, rule infer) deal its ids the same way and run the same loop.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 
 from segcore.compute import select_device
 from segcore.data.canonical import read_sample
+from segcore.data.image_sets import ImageSet, list_set_images, load_set_image
 from segcore.data.shards import shard_ids
 from segcore.data.split import ids_of
 from segcore.io import InputError, read_table
@@ -103,6 +107,58 @@ def inference_settings(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model ready for :func:`segcore.predict.inference.segment_image`: the eval-mode network on
+    ``device``, its :class:`InferenceSettings`, the channels it takes, and how it finds objects (in words)."""
+
+    model: torch.nn.Module
+    inference: InferenceSettings
+    device: torch.device
+    in_channels: int
+    instance_label: str
+
+
+def load_predictor(
+    model_path: str | os.PathLike,
+    settings: PredictionSettings,
+    device_request: str,
+    normalisation: Normalisation = DTYPE_SCALING,
+) -> Predictor:
+    """The model at ``model_path`` with the settings of rule predict (:func:`inference_settings`).
+
+    ``normalisation``: the plan's, as the model was trained with (:mod:`segcore.plan.normalise`);
+    ``device_request``: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`segcore.compute.select_device`).
+    """
+    device = select_device(device_request)
+    model, metadata = load_model(model_path, device)
+    inference = inference_settings(metadata, settings, normalisation, model.depth, model.margin)
+    threshold = inference.threshold
+    log.info("operating point: %s", "argmax" if threshold is None else f"foreground probability >= {threshold}")
+    label = method_label(inference.instances, inference.border_class)
+    return Predictor(prepare_for_inference(model), inference, device, int(metadata["in_channels"]), label)
+
+
+def write_predictions(
+    predictor: Predictor,
+    images: Iterable[tuple[str, np.ndarray]],
+    folder: str | os.PathLike,
+    save_probabilities: bool,
+) -> int:
+    """Segment each ``(id, image)`` (the image as stored) and write the predictions as one shard folder
+    (:mod:`segcore.predict.outputs`), which appears only once every image is written; returns the count.
+
+    ``images`` is consumed lazily, so an image that cannot be read stops the shard before it is written.
+    """
+    inference = predictor.inference
+    # A border-class model predicts the dataset's classes plus the border (last); masks hold the former.
+    with shard_writer(folder, inference.mask_classes, save_probabilities, predictor.instance_label) as writer:
+        for sample_id, image in images:
+            probabilities, mask, instances = segment_image(predictor.model, image, inference, predictor.device)
+            writer.write(sample_id, image, mask, probabilities, instances)
+    return writer.count
+
+
 def predict_shard(
     model_path: str | os.PathLike,
     data: str | os.PathLike,
@@ -114,22 +170,38 @@ def predict_shard(
 ) -> torch.device:
     """Predict the images ``ids`` of the canonical folder ``data`` and write them as one shard folder.
 
-    ``normalisation``: the plan's, as the model was trained with (:mod:`segcore.plan.normalise`);
-    ``device_request``: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`segcore.compute.select_device`). The
-    folder (:mod:`segcore.predict.outputs`) appears only once every image is written. Returns the device used.
+    ``normalisation`` and ``device_request`` as :func:`load_predictor` takes them. Returns the device used.
     """
-    device = select_device(device_request)
-    model, metadata = load_model(model_path, device)
-    inference = inference_settings(metadata, settings, normalisation, model.depth, model.margin)
-    model = prepare_for_inference(model)
-    label = method_label(inference.instances, inference.border_class)
-    threshold = inference.threshold
-    log.info("operating point: %s", "argmax" if threshold is None else f"foreground probability >= {threshold}")
-    # A border-class model predicts the dataset's classes plus the border (last); masks hold the former.
-    with shard_writer(folder, inference.mask_classes, settings.save_probabilities, label) as writer:
-        for sample_id in ids:
-            image = read_sample(data, sample_id).image
-            probabilities, mask, instances = segment_image(model, image, inference, device)
-            writer.write(sample_id, image, mask, probabilities, instances)
-    log.info("predicted %d test images on %s; objects by %s", len(ids), device, label)
-    return device
+    predictor = load_predictor(model_path, settings, device_request, normalisation)
+    images = ((sample_id, read_sample(data, sample_id).image) for sample_id in ids)
+    count = write_predictions(predictor, images, folder, settings.save_probabilities)
+    log.info("predicted %d test images on %s; objects by %s", count, predictor.device, predictor.instance_label)
+    return predictor.device
+
+
+def predict_set_shard(
+    model_path: str | os.PathLike,
+    image_set: ImageSet,
+    shard: int,
+    n_shards: int,
+    settings: PredictionSettings,
+    device_request: str,
+    folder: str | os.PathLike,
+    normalisation: Normalisation = DTYPE_SCALING,
+    convert_to: int | None = None,
+) -> int:
+    """Segment shard ``shard`` of ``n_shards`` of the set's images into the predictions folder ``folder``.
+
+    The shard holds :func:`segcore.data.shards.shard_ids` of the set's ids (as rule predict shards test ids).
+    ``settings``, ``device_request``, ``normalisation``: as rule predict takes them; ``convert_to``:
+    ``dataset.import.channels`` (1 or 3), applied as the import applied it, or None. Probabilities are always
+    written. Raises :class:`InputError` naming the file (and page) of an image that cannot be used; the
+    folder is then not written. Returns the number of images segmented.
+    """
+    items = list_set_images(image_set)  # before the model loads: a bad listing stops at once
+    chosen = set(shard_ids([item.id for item in items], shard, n_shards))
+    predictor = load_predictor(model_path, settings, device_request, normalisation)
+    images = ((item.id, load_set_image(item, predictor.in_channels, convert_to)) for item in items if item.id in chosen)
+    count = write_predictions(predictor, images, folder, save_probabilities=True)
+    log.info("segmented %d of the %d images of %s on %s", count, len(items), image_set.key, predictor.device)
+    return count

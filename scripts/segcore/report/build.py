@@ -23,6 +23,7 @@ from segcore.predict.outputs import read_instance_method, read_predicted_mask
 from segcore.predict.visual import colourise, to_display_rgb
 from segcore.report.durations import format_duration
 from segcore.report.figures import class_score_chart, confusion_chart
+from segcore.report.gallery import InferenceSetResults, inference_gallery
 from segcore.report.html import Chart, ExampleImage, ExperimentSection, render_report
 from segcore.report.overlays import contour_thickness, error_overlay
 from segcore.report.plan_tables import plan_tables
@@ -214,12 +215,15 @@ def build_report(
     *,
     threshold: str,
     fingerprint: str | os.PathLike | None = None,
+    inference_sets: Sequence[InferenceSetResults] = (),
+    inference_examples: int = 3,
 ) -> str:
     """The report page (HTML) comparing ``experiments``, in the given order.
 
     ``threshold``: ``prediction.threshold``, shown per experiment as its operating point (:func:`operating_point`).
     ``fingerprint``: the dataset's fingerprint.json; with it, each experiment that names its ``plan`` gets a
-    collapsed "Plan and fingerprint" section (:func:`plan_tables`).
+    collapsed "Plan and fingerprint" section (:func:`plan_tables`). ``inference_sets``: each gets a gallery of
+    ``inference_examples`` images (:func:`segcore.report.gallery.inference_gallery`).
 
     Also writes ``curves`` (PNG): the training curves of every experiment in one figure, which the page
     embeds.
@@ -238,7 +242,8 @@ def build_report(
         if results.plan is not None and fingerprint is not None:
             sections[-1].plan = plan_tables(read_plan(results.plan), read_fingerprint(fingerprint))
     plot_history(histories, curves)
-    return render_report(dataset, pd.DataFrame(overview), sections, str(curves), NOTES)
+    gallery = inference_gallery(inference_sets, inference_examples)
+    return render_report(dataset, pd.DataFrame(overview), sections, str(curves), NOTES, extra_html=gallery)
 
 
 def write_report(path: str | os.PathLike, page: str) -> None:

@@ -144,11 +144,13 @@ def render_report(
     sections: list[ExperimentSection],
     curves_png: str,
     notes: list[str],
+    extra_html: str = "",
 ) -> str:
     """The whole report page as a string.
 
     ``overview``: one row per experiment (the comparison table); ``curves_png``: path of the training-curves
-    figure of all experiments; ``notes``: sentences explaining how metrics are computed.
+    figure of all experiments; ``notes``: sentences explaining how metrics are computed; ``extra_html``: more
+    sections (already HTML), placed before the notes.
     """
     body = [
         f"<h1>U-Net segmentation report: {html.escape(dataset)}</h1>",
@@ -175,6 +177,7 @@ def render_report(
             _details_html("Plan and fingerprint", section.plan),
         ]
     body += [
+        extra_html,
         "<h2>How the numbers are computed</h2>",
         "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
     ]
