@@ -20,6 +20,7 @@ wildcard_constraints:
     dataset=DATASET,
     experiment="|".join(EXPERIMENTS),
     shard=r"\d+",
+    fold=r"\d+",
 
 
 # Collecting the report is light work that needs every experiment's files: never a cluster job.

@@ -8,6 +8,12 @@ rule report:
         summary=per_experiment("results/{dataset}/{experiment}/metrics/summary.tsv"),
         per_image=per_experiment("results/{dataset}/{experiment}/metrics/per_image.tsv"),
         predictions=all_prediction_shards,
+        # With cross-validation: the per-fold validation metrics (mean, sd) of every experiment.
+        fold_metrics=(
+            per_experiment("results/{dataset}/{experiment}/fold_metrics.tsv")
+            if FOLDS
+            else []
+        ),
     output:
         html=report(
             "results/{dataset}/report.html",

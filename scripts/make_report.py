@@ -17,6 +17,7 @@ def main(smk) -> None:
             per_image=Path(smk.input.per_image[index]),
             predictions=Path(smk.params.prediction_roots[index]),
             plan=Path(smk.input.plan[index]),
+            folds=Path(smk.input.fold_metrics[index]) if smk.input.fold_metrics else None,
         )
         for index, name in enumerate(smk.params.experiments)
     ]

@@ -19,8 +19,7 @@ from segcore.data.canonical import read_sample
 from segcore.data.shards import shard_ids
 from segcore.data.split import ids_of
 from segcore.io import InputError, read_table
-from segcore.model.model_file import load_model
-from segcore.model.unet import prepare_for_inference
+from segcore.model.ensemble import load_models
 from segcore.plan.normalise import DTYPE_SCALING, Normalisation
 from segcore.predict.inference import InferenceSettings, segment_image
 from segcore.predict.instances import method_label, resolve_method
@@ -104,7 +103,7 @@ def inference_settings(
 
 
 def predict_shard(
-    model_path: str | os.PathLike,
+    model_path: str | os.PathLike | Sequence[str | os.PathLike],
     data: str | os.PathLike,
     ids: Sequence[str],
     settings: PredictionSettings,
@@ -114,14 +113,19 @@ def predict_shard(
 ) -> torch.device:
     """Predict the images ``ids`` of the canonical folder ``data`` and write them as one shard folder.
 
-    ``normalisation``: the plan's, as the model was trained with (:mod:`segcore.plan.normalise`);
-    ``device_request``: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`segcore.compute.select_device`). The
-    folder (:mod:`segcore.predict.outputs`) appears only once every image is written. Returns the device used.
+    ``model_path``: a model file, or several (the folds of a cross-validation), which predict as one
+    ensemble averaging their softmax tile by tile (:func:`segcore.model.ensemble.load_models`; its
+    ``"auto"`` threshold is the mean of theirs). ``normalisation``: the plan's, as the model was trained
+    with (:mod:`segcore.plan.normalise`); ``device_request``: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    (:func:`segcore.compute.select_device`). The folder (:mod:`segcore.predict.outputs`) appears only once
+    every image is written. Returns the device used.
     """
     device = select_device(device_request)
-    model, metadata = load_model(model_path, device)
+    paths = [model_path] if isinstance(model_path, (str, os.PathLike)) else list(model_path)
+    model, metadata = load_models(paths, device)
+    if len(paths) > 1:
+        log.info("ensemble of %d models, their softmax averaged", len(paths))
     inference = inference_settings(metadata, settings, normalisation, model.depth, model.margin)
-    model = prepare_for_inference(model)
     label = method_label(inference.instances, inference.border_class)
     threshold = inference.threshold
     log.info("operating point: %s", "argmax" if threshold is None else f"foreground probability >= {threshold}")

@@ -23,6 +23,7 @@ from segcore.predict.outputs import read_instance_method, read_predicted_mask
 from segcore.predict.visual import colourise, to_display_rgb
 from segcore.report.html import ExampleImage, ExperimentSection, render_report
 from segcore.train.curves import plot_history
+from segcore.train.folds import read_fold_metrics
 from segcore.train.run import read_history, read_training_facts
 
 # Test metrics in the comparison table: per-image means (and the pooled mean foreground Dice).
@@ -61,6 +62,8 @@ class ExperimentResults:
     per_image: Path
     predictions: Path
     plan: Path | None = None
+    # Cross-validation only: the per-fold validation table (segcore.train.folds.fold_metrics).
+    folds: Path | None = None
 
 
 def operating_point(threshold_setting: str, facts: Mapping[str, Any]) -> str:
@@ -120,6 +123,11 @@ def plan_tables(plan: Plan, fingerprint: Mapping[str, Any]) -> list[tuple[str, p
         for entry in fingerprint["classes"]
     ])  # fmt: skip
     return [("Plan", settings), ("Dataset fingerprint", summary), ("Classes", classes)]
+
+
+def fold_table(path: str | os.PathLike) -> tuple[str, pd.DataFrame]:
+    """The titled per-fold validation table of a cross-validated experiment (rows per fold, mean, sd)."""
+    return "Cross-validation: validation metrics per fold", read_fold_metrics(path)
 
 
 def overview_row(name: str, facts: Mapping[str, Any], summary: pd.DataFrame) -> dict[str, Any]:
@@ -238,6 +246,8 @@ def build_report(
         sections.append(experiment_section(results, facts, summary, data, class_names, n_examples))
         if results.plan is not None and fingerprint is not None:
             sections[-1].plan = plan_tables(read_plan(results.plan), read_fingerprint(fingerprint))
+        if results.folds is not None:
+            sections[-1].plan.insert(0, fold_table(results.folds))
     plot_history(histories, curves)
     return render_report(dataset, pd.DataFrame(overview), sections, str(curves), NOTES)
 
