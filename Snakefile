@@ -23,6 +23,7 @@ wildcard_constraints:
     shard=r"\d+",
     # The configured inference sets only (none: a pattern that matches nothing).
     set="|".join(INFERENCE_SETS) or "(?!)",
+    fold=r"\d+",
 
 
 # Collecting the report is light work that needs every experiment's files: never a cluster job.

@@ -2,6 +2,8 @@ rule augment:
     input:
         data="results/{dataset}/data",
         split="results/{dataset}/split.tsv",
+        # With cross-validation every pool id (train and val) trains in some fold, so all are augmented.
+        folds=FOLD_TABLE,
     output:
         samples=directory("results/{dataset}/train/samples/shard-{shard}"),
     log:

@@ -65,6 +65,53 @@ CLASSES = config["dataset"]["classes"]
 EXPERIMENTS = list(config["experiments"])
 SHARDS = list(range(config["shards"]))
 INFERENCE_SETS = list(config["inference"])
+# Cross-validation (split.folds k >= 2): one training run per fold, the k models predict as an ensemble.
+FOLDS = list(range(config["split"]["folds"]))
+# The fold table, an input of the runs that need it; none without cross-validation.
+FOLD_TABLE = ["results/{dataset}/folds.tsv"] if FOLDS else []
+# Rule split's settings: split.folds deals the folds from the split but leaves the split as it is, so
+# switching cross-validation on or off must not redraw it (and rerun everything after it).
+SPLIT_SETTINGS = {
+    key: value for key, value in config["split"].items() if key != "folds"
+}
+
+
+def trained(name, root="results"):
+    """Path pattern of a training run's output ``name``: per experiment, or per fold of it with
+    cross-validation (``{fold}`` wildcard), so a cluster runs the folds as parallel jobs.
+    """
+    fold = "fold-{fold}/" if FOLDS else ""
+    return f"{root}/{{dataset}}/{{experiment}}/{fold}{name}"
+
+
+def training_labels(figure):
+    """Report labels of a training run's ``figure``; a fold's run is labelled with its fold too."""
+    labels = {"dataset": "{dataset}", "experiment": "{experiment}", "figure": figure}
+    return labels | ({"fold": "{fold}"} if FOLDS else {})
+
+
+def trained_models():
+    """The model file(s) that predict the test set: the experiment's model, or every fold's (an ensemble)."""
+    if FOLDS:
+        return expand(
+            "results/{{dataset}}/{{experiment}}/fold-{fold}/model.pt", fold=FOLDS
+        )
+    return "results/{dataset}/{experiment}/model.pt"
+
+
+def fold_outputs(name):
+    """Input function: the output ``name`` of every fold's training run of the experiment, in fold order."""
+
+    def paths(wildcards):
+        return expand(
+            "results/{dataset}/{experiment}/fold-{fold}/{name}",
+            dataset=wildcards.dataset,
+            experiment=wildcards.experiment,
+            fold=FOLDS,
+            name=name,
+        )
+
+    return paths
 
 
 def experiment_config(wildcards):
@@ -284,15 +331,22 @@ def inference_outputs():
 
 
 def final_outputs():
-    """The final targets: the report, the metrics and model bundle of every experiment, and the outputs of
-    every inference set."""
+    """The final targets: the report, the metrics and model bundle of every experiment (with
+    cross-validation, the ensemble's metrics and the per-fold table; a bundle holds one model), and the
+    outputs of every inference set.
+    """
+    targets = (
+        ["metrics/summary.tsv", "fold_metrics.tsv"]
+        if FOLDS
+        else ["metrics/summary.tsv", "bundle"]
+    )
     return [
         f"results/{DATASET}/report.html",
         *expand(
             "results/{dataset}/{experiment}/{target}",
             dataset=DATASET,
             experiment=EXPERIMENTS,
-            target=["metrics/summary.tsv", "bundle"],
+            target=targets,
         ),
         *inference_outputs(),
     ]

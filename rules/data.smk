@@ -1,5 +1,6 @@
 # Acquire and import: results/{dataset}/data is generated (source shapes), downloaded and imported (source
-# download) or imported from the user's folder (source folder); then split into train/val/test.
+# download) or imported from the user's folder (source folder); then split into train/val/test, and with
+# cross-validation (split.folds) the train and val ids dealt into folds.
 
 if config["dataset"]["source"] == "shapes":
 
@@ -90,7 +91,31 @@ rule split:
         mem_mb=1000,
         runtime=10,
     params:
-        split=config["split"],
+        split=SPLIT_SETTINGS,
         seed=config["seed"],
     script:
         "../scripts/split_dataset.py"
+
+
+if FOLDS:
+
+    rule folds:
+        input:
+            # The manifest's foreground fractions and groups: folds are stratified and grouped as the split.
+            data="results/{dataset}/data",
+            split="results/{dataset}/split.tsv",
+        output:
+            folds="results/{dataset}/folds.tsv",
+        log:
+            "logs/{dataset}/folds.log",
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            split=config["split"],
+            seed=config["seed"],
+        script:
+            "../scripts/assign_folds.py"

@@ -5,7 +5,8 @@
 
 rule infer:
     input:
-        model="results/{dataset}/{experiment}/model.pt",
+        # The experiment's model, or (cross-validation) every fold's, predicting as an ensemble.
+        model=trained_models(),
         # Normalisation, tile size and overlap (rule plan), as rule predict uses them.
         plan="results/{dataset}/{experiment}/plan.json",
         images=inference_images,

@@ -1,6 +1,7 @@
 rule predict:
     input:
-        model="results/{dataset}/{experiment}/model.pt",
+        # With cross-validation every fold's model: their softmax is averaged tile by tile (an ensemble).
+        model=trained_models(),
         # Normalisation, tile size and overlap (rule plan).
         plan="results/{dataset}/{experiment}/plan.json",
         data="results/{dataset}/data",

@@ -11,6 +11,12 @@ rule report:
         predictions=all_prediction_shards,
         # The tables of the inference sets (none by default); the gallery shows a few images of each.
         inference=inference_tables,
+        # With cross-validation: the per-fold validation metrics (mean, sd) of every experiment.
+        fold_metrics=(
+            per_experiment("results/{dataset}/{experiment}/fold_metrics.tsv")
+            if FOLDS
+            else []
+        ),
     output:
         html=report(
             "results/{dataset}/report.html",

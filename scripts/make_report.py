@@ -19,6 +19,7 @@ def main(smk) -> None:
             predictions=Path(smk.params.prediction_roots[index]),
             plan=Path(smk.input.plan[index]),
             confusion=Path(smk.input.confusion[index]),
+            folds=Path(smk.input.fold_metrics[index]) if smk.input.fold_metrics else None,
         )
         for index, name in enumerate(smk.params.experiments)
     ]

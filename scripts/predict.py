@@ -12,6 +12,7 @@ def main(smk) -> None:
     configure_threads(smk.threads)
     plan = read_plan(smk.input.plan)  # tile size and overlap when "auto", and the training's normalisation
     predict_shard(
+        # One model file, or (cross-validation) the list of every fold's, predicting as an ensemble.
         model_path=smk.input.model,
         data=smk.input.data,
         ids=shard_test_ids(smk.input.split, int(smk.wildcards.shard), smk.params.n_shards),

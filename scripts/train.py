@@ -31,6 +31,9 @@ def main(smk) -> None:
         resume_state=Path(smk.params.resume_state),
         source_dir=smk.scriptdir,
         normalisation=plan.normalisation,
+        # Cross-validation: this run's fold ({fold} wildcard) of the fold table; else None.
+        fold=int(smk.wildcards.fold) if hasattr(smk.wildcards, "fold") else None,
+        folds=Path(smk.input.folds[0]) if smk.input.folds else None,
     )
     run = train_experiment(job)
     write_training_outputs(

@@ -314,7 +314,7 @@ def test_split_defaults():
     assert with_defaults("split", {}) == {
         "method": "counts", "counts": {"train": 800, "val": 100, "test": 100},
         "ratios": {"train": 6, "val": 2, "test": 2},
-        "stratify_bins": 0, "group_by_group": False, "group_pattern": None, "table": None,
+        "stratify_bins": 0, "group_by_group": False, "group_pattern": None, "table": None, "folds": 0,
     }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ import elasticdeform
 import numpy as np
 
 from segcore.augment.imgaug_compat import iaa
+from segcore.augment.naming import augmented_id
 from segcore.data.canonical import Sample, read_sample
 
 
@@ -45,11 +46,6 @@ class AugmentSettings:
 def copy_seed(seed: int, sample_id: str, copy_index: int) -> list[int]:
     """Seed sequence for one augmented copy; crc32 gives a stable integer for a string id across runs."""
     return [seed, zlib.crc32(sample_id.encode("utf-8")), copy_index]
-
-
-def augmented_id(sample_id: str, copy_index: int) -> str:
-    """Id of augmented copy ``copy_index`` (1-based) of ``sample_id``."""
-    return f"{sample_id}_aug{copy_index}"
 
 
 def _mirror(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# coverage_bins, deal and dealing_order are re-exported: they were defined here before segcore.data.dealing.
+from segcore.data.dealing import coverage_bins, deal, dealing_order  # noqa: F401
 from segcore.io import InputError, read_table
 
 log = logging.getLogger(__name__)
@@ -123,57 +125,6 @@ def groups_from_pattern(ids: Sequence[str], pattern: str) -> list[str]:
     return groups
 
 
-def _units(ids: Sequence[str], groups: Sequence[str] | None) -> list[list[str]]:
-    """Ids that must stay together, each list sorted; an empty group name means the id stands alone.
-
-    Units are ordered by their key (group name or id), so the result depends only on the ids and groups.
-    """
-    members: dict[tuple[int, str], list[str]] = {}
-    for index, sample_id in enumerate(ids):
-        group = groups[index] if groups is not None else ""
-        # (0, group) and (1, id) cannot collide when a group is named like an id.
-        key = (0, group) if group else (1, sample_id)
-        members.setdefault(key, []).append(sample_id)
-    return [sorted(members[key]) for key in sorted(members)]
-
-
-def coverage_bins(fractions: Sequence[float], n_bins: int, tie_order: Sequence[int]) -> np.ndarray:
-    """Equal-count bin (0..n_bins-1) of each value of ``fractions`` by rank: int64 (N,).
-
-    Values are ranked ascending, equal values by ``tie_order`` (a permutation of 0..N-1); rank r falls in
-    bin ``floor(r * n_bins / N)``, so bin sizes differ by at most one. Equal-count bins suit coverage
-    values that cluster (ISBI slices all lie near 0.78), where equal-width bins would leave most empty.
-    """
-    count = len(fractions)
-    ranks = np.empty(count, dtype=np.int64)
-    ranks[np.lexsort((np.asarray(tie_order), np.asarray(fractions, dtype=np.float64)))] = np.arange(count)
-    return ranks * n_bins // max(count, 1)
-
-
-def _deal(unit_sizes: Sequence[int], order: Sequence[int], targets: Mapping[str, int]) -> list[str]:
-    """Subset of each unit, dealt in ``order`` so every prefix of the order is split in proportion.
-
-    After ``placed`` ids have been dealt, subset k should hold ``targets[k] * placed / total``. Each unit
-    goes to the subset furthest below that share once the unit is counted, among the subsets it still
-    fits in (the first of those; if it fits in none, among all). For units of one id this never
-    overfills a subset and so meets every target exactly; a block of consecutive units (a coverage bin)
-    gets each subset's share to within one id. Larger units may overshoot where no exact packing exists.
-    """
-    total = sum(targets.values())
-    assigned = dict.fromkeys(LABELS, 0)
-    placed = 0
-    subsets = [""] * len(unit_sizes)
-    for unit in order:
-        size = unit_sizes[unit]
-        placed += size
-        fitting = [label for label in LABELS if assigned[label] + size <= targets[label]]
-        candidates = fitting or list(LABELS)
-        chosen = max(candidates, key=lambda label: targets[label] * placed / total - assigned[label])
-        assigned[chosen] += size
-        subsets[unit] = chosen
-    return subsets
-
-
 def split_units(
     ids: Sequence[str],
     sizes: Mapping[str, int],
@@ -185,34 +136,18 @@ def split_units(
 ) -> pd.DataFrame:
     """Assign ``ids`` to subsets of about the given ``sizes``, stratified and/or grouped; seeded.
 
-    ``fractions`` (foreground fraction per id, aligned with ``ids``) is needed when ``stratify_bins`` > 1;
-    ``groups`` (group name per id; ``""`` = the id alone) keeps each group in one subset. A unit (a group,
-    or a single id) takes the mean fraction of its ids. Units are shuffled with ``seed``; with
-    stratification they are then ordered by coverage bin (:func:`coverage_bins`), and within a bin (or
-    overall) larger units come first so they still find room. The order is dealt by :func:`_deal`.
+    The units and their order come from :func:`dealing_order` (same arguments), and are dealt by
+    :func:`deal`.
 
     Without groups the sizes are met exactly. With groups a subset can miss its size by less than the
     largest group; a subset asked for ids that ends up empty raises :class:`InputError`. Returns columns
     ``id``, ``subset`` (plus ``stratum`` and/or ``group`` when used), sorted by id.
     """
     ordered_ids = sorted(ids)
-    if len(set(ordered_ids)) != len(ordered_ids):
-        raise InputError("the dataset manifest holds duplicate ids")
-    position = {sample_id: index for index, sample_id in enumerate(ids)}
-    group_of = {sample_id: groups[position[sample_id]] for sample_id in ids} if groups is not None else None
-    units = _units(ordered_ids, [group_of[i] for i in ordered_ids] if group_of is not None else None)
-    shuffled_rank = np.empty(len(units), dtype=np.int64)
-    shuffled_rank[np.random.default_rng(seed).permutation(len(units))] = np.arange(len(units))
-    unit_sizes = [len(unit) for unit in units]
-    bins = np.zeros(len(units), dtype=np.int64)
-    if stratify_bins > 1:
-        if fractions is None:
-            raise ValueError("stratify_bins > 1 needs the foreground fractions")
-        unit_fractions = [float(np.mean([fractions[position[i]] for i in unit])) for unit in units]
-        bins = coverage_bins(unit_fractions, stratify_bins, shuffled_rank)
-    order = sorted(range(len(units)), key=lambda u: (bins[u], -unit_sizes[u], shuffled_rank[u]))
-    targets = {**sizes, UNUSED: len(ordered_ids) - sum(sizes[name] for name in SUBSETS)}
-    unit_subsets = _deal(unit_sizes, order, targets)
+    dealing = dealing_order(ids, seed, fractions=fractions, stratify_bins=stratify_bins, groups=groups)
+    units, bins, group_of, unit_sizes = dealing.members, dealing.strata, dealing.group_of, dealing.sizes
+    targets = {name: sizes[name] for name in SUBSETS} | {UNUSED: len(ordered_ids) - sum(sizes[n] for n in SUBSETS)}
+    unit_subsets = deal(unit_sizes, dealing.order, targets)
 
     rows = {"id": [], "subset": [], "stratum": [], "group": []}
     for unit_index, unit in enumerate(units):

@@ -23,8 +23,7 @@ from segcore.data.image_sets import ImageSet, list_set_images, load_set_image
 from segcore.data.shards import shard_ids
 from segcore.data.split import ids_of
 from segcore.io import InputError, read_table
-from segcore.model.model_file import load_model
-from segcore.model.unet import prepare_for_inference
+from segcore.model.ensemble import load_models
 from segcore.plan.normalise import DTYPE_SCALING, Normalisation
 from segcore.predict.inference import InferenceSettings, segment_image
 from segcore.predict.instances import method_label, resolve_method
@@ -120,23 +119,29 @@ class Predictor:
 
 
 def load_predictor(
-    model_path: str | os.PathLike,
+    model_path: str | os.PathLike | Sequence[str | os.PathLike],
     settings: PredictionSettings,
     device_request: str,
     normalisation: Normalisation = DTYPE_SCALING,
 ) -> Predictor:
     """The model at ``model_path`` with the settings of rule predict (:func:`inference_settings`).
 
-    ``normalisation``: the plan's, as the model was trained with (:mod:`segcore.plan.normalise`);
-    ``device_request``: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`segcore.compute.select_device`).
+    ``model_path``: a model file, or several (the folds of a cross-validation), which predict as one
+    ensemble averaging their softmax tile by tile (:func:`segcore.model.ensemble.load_models`; its
+    ``"auto"`` threshold is the mean of theirs). ``normalisation``: the plan's, as the model was trained
+    with (:mod:`segcore.plan.normalise`); ``device_request``: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    (:func:`segcore.compute.select_device`).
     """
     device = select_device(device_request)
-    model, metadata = load_model(model_path, device)
+    paths = [model_path] if isinstance(model_path, (str, os.PathLike)) else list(model_path)
+    model, metadata = load_models(paths, device)
+    if len(paths) > 1:
+        log.info("ensemble of %d models, their softmax averaged", len(paths))
     inference = inference_settings(metadata, settings, normalisation, model.depth, model.margin)
     threshold = inference.threshold
     log.info("operating point: %s", "argmax" if threshold is None else f"foreground probability >= {threshold}")
     label = method_label(inference.instances, inference.border_class)
-    return Predictor(prepare_for_inference(model), inference, device, int(metadata["in_channels"]), label)
+    return Predictor(model, inference, device, int(metadata["in_channels"]), label)
 
 
 def write_predictions(
@@ -160,7 +165,7 @@ def write_predictions(
 
 
 def predict_shard(
-    model_path: str | os.PathLike,
+    model_path: str | os.PathLike | Sequence[str | os.PathLike],
     data: str | os.PathLike,
     ids: Sequence[str],
     settings: PredictionSettings,
@@ -170,7 +175,8 @@ def predict_shard(
 ) -> torch.device:
     """Predict the images ``ids`` of the canonical folder ``data`` and write them as one shard folder.
 
-    ``normalisation`` and ``device_request`` as :func:`load_predictor` takes them. Returns the device used.
+    ``model_path``, ``normalisation`` and ``device_request`` as :func:`load_predictor` takes them (several
+    model files: the folds of a cross-validation, predicting as one ensemble). Returns the device used.
     """
     predictor = load_predictor(model_path, settings, device_request, normalisation)
     images = ((sample_id, read_sample(data, sample_id).image) for sample_id in ids)
@@ -180,7 +186,7 @@ def predict_shard(
 
 
 def predict_set_shard(
-    model_path: str | os.PathLike,
+    model_path: str | os.PathLike | Sequence[str | os.PathLike],
     image_set: ImageSet,
     shard: int,
     n_shards: int,

@@ -28,6 +28,7 @@ from segcore.report.html import Chart, ExampleImage, ExperimentSection, render_r
 from segcore.report.overlays import contour_thickness, error_overlay
 from segcore.report.plan_tables import plan_tables
 from segcore.train.curves import plot_history
+from segcore.train.folds import read_fold_metrics
 from segcore.train.run import read_history, read_training_facts
 
 # Test metrics in the comparison table: per-image means (and the pooled mean foreground Dice).
@@ -72,6 +73,8 @@ class ExperimentResults:
     predictions: Path
     plan: Path | None = None
     confusion: Path | None = None
+    # Cross-validation only: the per-fold validation table (segcore.train.folds.fold_metrics).
+    folds: Path | None = None
 
 
 def operating_point(threshold_setting: str, facts: Mapping[str, Any]) -> str:
@@ -102,6 +105,11 @@ def shown_facts(facts: Mapping[str, Any], history: pd.DataFrame | None = None) -
     shown["mean_epoch_time"] = format_duration(mean_epoch_seconds(history), decimals=1)
     shown["mean_validation_time"] = format_duration(mean_epoch_seconds(history, "validation_seconds"), decimals=1)
     return shown
+
+
+def fold_table(path: str | os.PathLike) -> tuple[str, pd.DataFrame]:
+    """The titled per-fold validation table of a cross-validated experiment (rows per fold, mean, sd)."""
+    return "Cross-validation: validation metrics per fold", read_fold_metrics(path)
 
 
 def overview_row(
@@ -241,6 +249,8 @@ def build_report(
         sections.append(experiment_section(results, facts, summary, data, class_names, n_examples, history))
         if results.plan is not None and fingerprint is not None:
             sections[-1].plan = plan_tables(read_plan(results.plan), read_fingerprint(fingerprint))
+        if results.folds is not None:
+            sections[-1].plan.insert(0, fold_table(results.folds))
     plot_history(histories, curves)
     gallery = inference_gallery(inference_sets, inference_examples)
     return render_report(dataset, pd.DataFrame(overview), sections, str(curves), NOTES, extra_html=gallery)

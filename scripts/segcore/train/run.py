@@ -35,6 +35,7 @@ import torch
 
 from segcore.augment.border_target import BORDER_CLASS_NAME, border_width_of
 from segcore.compute import select_device
+from segcore.data.folds import fold_split, read_folds
 from segcore.data.split import ids_of
 from segcore.io import atomic_path, read_table, write_table
 from segcore.model.model_file import inference_tile_size, save_model
@@ -43,6 +44,7 @@ from segcore.plan.normalise import Normalisation
 from segcore.train.checkpoint import ResumeFile, array_digest, fingerprint
 from segcore.train.curves import plot_history
 from segcore.train.data import BatchSampler, LabelledImages, load_labelled_images
+from segcore.train.folds import fold_samples
 from segcore.train.loop import Hardware, TrainSettings, best_epoch_index, choose_hardware, fit
 from segcore.train.losses import build_loss
 from segcore.train.operating_point import ThresholdSearch
@@ -64,7 +66,8 @@ class TrainingJob:
     canonical layout holding the training images (augmentation shards: every image in them is used; else
     the canonical data folder, of which the split's train ids are used); ``weights``: weight-map folders,
     read when the experiment uses weight maps. ``source_dir``: a folder inside the pipeline's checkout,
-    whose git commit is recorded.
+    whose git commit is recorded. ``fold``: with cross-validation, the fold this run validates on, as the
+    fold table ``folds`` assigns it (:func:`segcore.data.folds.fold_split`); None: the split as it is.
     """
 
     name: str
@@ -80,6 +83,8 @@ class TrainingJob:
     resume_state: Path
     source_dir: str
     normalisation: Normalisation
+    fold: int | None = None
+    folds: Path | None = None
 
 
 @dataclass
@@ -98,10 +103,16 @@ def load_run_data(job: TrainingJob) -> tuple[LabelledImages, LabelledImages]:
 
     With augmentation every image of the sample folders trains (originals and their copies); without,
     only the split's train ids. Validation is always the split's val ids of the canonical folder.
-    Weight maps are loaded only when the experiment uses them.
+    A fold's run takes the fold's split instead, and of the sample folders (the whole pool's) only its
+    train ids and their copies (:func:`segcore.train.folds.fold_samples`). Weight maps are loaded only
+    when the experiment uses them.
     """
     split = read_table(job.split)
+    if job.fold is not None:
+        split = fold_split(split, read_folds(job.folds), job.fold)
     train_ids = None if job.experiment["augmentation"] else ids_of(split, "train")
+    if job.experiment["augmentation"] and job.fold is not None:
+        train_ids = fold_samples(job.samples, split)
     weight_dirs = job.weights if job.experiment["weight_maps"] else None
     # With the border class both sets get it (validation scores the classes the model predicts).
     border = {"border_width": border_width_of(job.experiment, f"experiments.{job.name}"),
@@ -377,6 +388,11 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
     return read_table(path)
 
 
+def write_history(path: str | os.PathLike, history: pd.DataFrame) -> None:
+    """Write a history table (see :func:`read_history`), atomically."""
+    write_table(path, history)
+
+
 def write_training_outputs(
     run: TrainedRun,
     *,
@@ -387,6 +403,6 @@ def write_training_outputs(
 ) -> None:
     """Write a finished run: the model file, the history table, its curves (PNG) and the run facts."""
     save_model(model, run.model, run.metadata)
-    write_table(history, run.history)
+    write_history(history, run.history)
     plot_history({run.facts["experiment"]: run.history}, curves)
     write_training_facts(facts, run.facts)
