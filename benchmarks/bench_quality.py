@@ -36,10 +36,11 @@ Presets:
   Goal: mean foreground Dice within 0.01 of each other.
 
 Budget: ``--epochs`` (default per preset, see BUDGET_EPOCHS) and any key through ``--set key.path=value``
-(YAML values, repeatable; e.g. ``--set prediction.tta=none``), written to a last config file. On two CPU
-cores the default budgets take roughly: isbi2012 10 min, dsb2018 30 min (two experiments), shapes 15 min,
-custom-colour 10 min (1-epoch runs measured 11, 17 + 17, 55 and 16 s of training per epoch, plus 1 to 2 min
-of import, weight maps, prediction and scoring). ``--strict`` exits 1 when a goal is missed.
+(YAML values, repeatable; e.g. ``--set prediction.tta=none``), written to a last config file. Measured on two
+CPU cores (AVX-512 Xeon, 2026-12-02) with the default budgets: isbi2012 24.5 min (80 epochs of about 17 s;
+before the preset also segmented its 30 test slices), dsb2018 23.3 min (two experiments of 16 epochs of about
+37 s), custom-colour 2.7 min; shapes takes about 85 s an epoch there. ``--strict`` exits 1 when a goal is
+missed.
 
 Usage: ``python benchmarks/bench_quality.py --preset dsb2018 [--epochs N] [--set k=v ...] [--cores 2]
 [--workdir DIR] [--keep] [--strict]``.
