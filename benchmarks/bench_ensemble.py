@@ -17,20 +17,19 @@ Usage: ``python benchmarks/bench_ensemble.py [--quick]`` (``--quick``: a smaller
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import subprocess
 import sys
-import time
-import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_tiling import _peak_resident_bytes, _reset_peak_resident, _resident_bytes, best_seconds  # noqa: E402
+from bench_tiling import (  # noqa: E402
+    best_seconds,
+    memory_in_subprocess,
+    peak_memory,
+)
 
 from segcore.config_schema import with_defaults  # noqa: E402
 from segcore.model.ensemble import SoftmaxEnsemble  # noqa: E402
@@ -83,33 +82,8 @@ def memory_case(k: int, size: int) -> dict:
     model = predictor(k)
     image = np.random.default_rng(0).random((3, size, size), dtype=np.float32)
     predict(model, image[:, :TILE, :TILE].copy())  # warm-up: load kernels, fill allocator caches
-    gc.collect()
-    was_reset = _reset_peak_resident()
-    before = _resident_bytes()
-    tracemalloc.start()
-    start = time.perf_counter()
-    probabilities = predict(model, image)
-    seconds = time.perf_counter() - start
-    traced_peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    peak = _peak_resident_bytes(was_reset)
-    output = probabilities.nbytes
-    return {
-        "k": k,
-        "weights_mb": sum(p.numel() * p.element_size() for p in model.parameters()) / MEGABYTE,
-        "extra_rss_mb": (peak - before - output) / MEGABYTE,
-        "extra_traced_mb": (traced_peak - output) / MEGABYTE,
-        "seconds": seconds,
-        "peak_reset": was_reset,
-    }
-
-
-def memory_in_subprocess(k: int, size: int) -> dict:
-    command = [sys.executable, __file__, "--memory-case", str(k), str(size)]
-    # As bench_tiling: a fixed glibc mmap threshold, so RSS tracks live memory rather than heap fragmentation.
-    environment = os.environ | {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
-    completed = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / MEGABYTE
+    return {"k": k, "weights_mb": weights_mb, **peak_memory(lambda: predict(model, image))}
 
 
 def main() -> None:
@@ -134,7 +108,7 @@ def main() -> None:
     print("\nPeak memory beyond the input, the models and the output (fresh process per k, MB)")
     print(f"{'k':>2} {'weights':>8} {'extra RSS':>9} {'extra numpy':>11} {'time s':>7}")
     for k in MEMORY_KS:
-        row = memory_in_subprocess(k, size)
+        row = memory_in_subprocess(__file__, k, size)
         note = "" if row["peak_reset"] else "  (lifetime ru_maxrss: upper bound)"
         print(f"{k:2d} {row['weights_mb']:8.2f} {row['extra_rss_mb']:9.1f} {row['extra_traced_mb']:11.1f} "
               f"{row['seconds']:7.1f}{note}")  # fmt: skip

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -145,26 +146,21 @@ def _peak_resident_bytes(was_reset: bool) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # lifetime peak: an upper bound
 
 
-def memory_case(case: str, size: int) -> dict:
-    """Run in a fresh process: peak memory of one prediction beyond its input and output arrays."""
-    model = build_net(CASES[case][0])
-    image = np.random.default_rng(0).random((3, size, size), dtype=np.float32)
-    predict(case, model, image[:, :TILE, :TILE].copy())  # warm-up: load kernels, fill allocator caches
+def peak_memory(run: Callable[[], np.ndarray]) -> dict:
+    """Peak memory of ``run()`` beyond the memory held before it and the array it returns (call in a fresh
+    process after a warm-up): RSS (``extra_rss_mb``, the kernel's peak counter where it can be reset) and
+    Python-traced (``extra_traced_mb``) MB, with ``output_mb``, ``seconds`` and ``peak_reset``."""
     gc.collect()
     was_reset = _reset_peak_resident()
     before = _resident_bytes()
     tracemalloc.start()
     start = time.perf_counter()
-    probabilities = predict(case, model, image)
+    output = run().nbytes
     seconds = time.perf_counter() - start
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     peak = _peak_resident_bytes(was_reset)
-    output = probabilities.nbytes
     return {
-        "case": case,
-        "size": size,
-        "input_mb": image.nbytes / MEGABYTE,
         "output_mb": output / MEGABYTE,
         "extra_rss_mb": (peak - before - output) / MEGABYTE,
         "extra_traced_mb": (traced_peak - output) / MEGABYTE,
@@ -173,8 +169,22 @@ def memory_case(case: str, size: int) -> dict:
     }
 
 
-def memory_in_subprocess(case: str, size: int) -> dict:
-    command = [sys.executable, __file__, "--memory-case", case, str(size)]
+def memory_case(case: str, size: int) -> dict:
+    """Run in a fresh process: peak memory of one prediction beyond its input and output arrays."""
+    model = build_net(CASES[case][0])
+    image = np.random.default_rng(0).random((3, size, size), dtype=np.float32)
+    predict(case, model, image[:, :TILE, :TILE].copy())  # warm-up: load kernels, fill allocator caches
+    return {
+        "case": case,
+        "size": size,
+        "input_mb": image.nbytes / MEGABYTE,
+        **peak_memory(lambda: predict(case, model, image)),
+    }
+
+
+def memory_in_subprocess(script: str, *case: object) -> dict:
+    """The JSON line ``script --memory-case *case`` prints last, run in a fresh process (its own peak RSS)."""
+    command = [sys.executable, script, "--memory-case", *map(str, case)]
     # A fixed glibc mmap threshold returns every large freed block to the system at once; with the default
     # adaptive one, batch-sized blocks land on the heap and fragmentation adds 50-100 MB of noise to RSS.
     environment = os.environ | {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
@@ -213,7 +223,7 @@ def main() -> None:
     print(f"{'case':6} {'size':>5} {'input':>7} {'output':>7} {'extra RSS':>9} {'extra numpy':>11} {'time s':>7}")
     for case in CASES:
         for size in memory_sizes:
-            row = memory_in_subprocess(case, size)
+            row = memory_in_subprocess(__file__, case, size)
             note = "" if row["peak_reset"] else "  (lifetime ru_maxrss: upper bound)"
             print(
                 f"{case:6} {size:5d} {row['input_mb']:7.1f} {row['output_mb']:7.1f} "
