@@ -35,6 +35,10 @@ def _remove_leftovers(final: Path) -> None:
     """Remove temporary entries a killed earlier write of ``final`` left beside it (``kill -9`` runs no
     cleanup). Only one job writes a given output at a time, so entries with this prefix are all stale; a
     rerun of the rule that writes ``final`` therefore leaves no debris."""
+    if ".tmp-" in final.parent.name:
+        # Inside a folder atomic_dir is building: nothing from an earlier write can be there (the folder is
+        # new, and a killed one is removed whole), and scanning it for every file would cost O(files^2).
+        return
     prefix = _temporary_prefix(final)
     for entry in final.parent.glob(f"{glob.escape(prefix)}*"):
         if entry.is_dir() and not entry.is_symlink():
