@@ -41,7 +41,8 @@ from segcore.train.run import write_training_facts
 CLASSES = ["bg", "fg"]
 FACTS = {
     "experiment": "x", "parameters": 1234, "training_seconds": 5.5, "epochs_run": 2, "best_epoch": 1,
-    "best_val_loss": 0.25, "best_val_dice": 0.75, "training_samples": 3, "device": "cpu",
+    "best_val_loss": 0.25, "best_val_dice": 0.75, "keep": "best", "kept_epoch": 1, "training_samples": 3,
+    "device": "cpu",
 }  # fmt: skip
 
 

@@ -64,7 +64,8 @@ def test_train_settings_take_every_value_from_the_config_section():
     # and are ignored; "auto" keys are resolved (by the plan) and passed in.
     assert settings == TrainSettings(
         epochs=20, batch_size=16, learning_rate=0.002, lr_factor=0.5, lr_patience=3, early_stopping_patience=10,
-        schedule="poly", warmup_epochs=1, gradient_clip=12, select_by="val_dice", validation_every=4, seed=7,
+        schedule="poly", warmup_epochs=1, gradient_clip=12, select_by="val_dice", keep="best", validation_every=4,
+        seed=7,
     )  # fmt: skip
     custom = {**schema_training_defaults(), "epochs": 3, "learning_rate": 0.1}
     assert TrainSettings.from_config(custom, seed=1).epochs == 3
@@ -187,23 +188,28 @@ def test_outcome_facts_pick_the_first_epoch_of_lowest_validation_loss():
     history = pd.DataFrame({
         "epoch": [1, 2, 3, 4], "val_loss": [0.9, 0.4123456, 0.5, 0.4123456], "val_dice": [0.1, 0.7654321, 0.6, 0.8],
     })  # fmt: skip
-    assert outcome_facts(history, "val_loss") == {
+    assert outcome_facts(history, "val_loss", "best") == {
         "epochs_run": 4,
         "select_by": "val_loss",
         "best_epoch": 2,
         "best_val_loss": 0.41235,
         "best_val_dice": 0.76543,
+        "keep": "best",
+        "kept_epoch": 2,
     }
+    # keep last: the best epoch is still reported, the kept one is the last run
+    last = outcome_facts(history, "val_loss", "last")
+    assert (last["best_epoch"], last["keep"], last["kept_epoch"]) == (2, "last", 4)
 
 
 def test_outcome_facts_pick_the_first_epoch_of_highest_validation_dice_skipping_nan():
     history = pd.DataFrame({
         "epoch": [1, 2, 3, 4, 5], "val_loss": [0.9, 0.5, 0.4, 0.3, 0.2], "val_dice": [np.nan, 0.5, 0.8, 0.8, np.nan],
     })  # fmt: skip
-    facts = outcome_facts(history, "val_dice")
+    facts = outcome_facts(history, "val_dice", "best")
     assert (facts["select_by"], facts["best_epoch"], facts["best_val_dice"]) == ("val_dice", 3, 0.8)
     all_nan = pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, 0.4], "val_dice": [np.nan, np.nan]})
-    assert outcome_facts(all_nan, "val_dice")["best_epoch"] == 1  # fit keeps the first epoch then
+    assert outcome_facts(all_nan, "val_dice", "best")["best_epoch"] == 1  # fit keeps the first epoch then
 
 
 def test_training_facts_round_trip_in_order(tmp_path: Path):
@@ -286,9 +292,9 @@ def test_a_tiny_run_trains_writes_and_resumes(tmp_path: Path, padding: str):
     ]  # fmt: skip
     assert list(run.history["epoch"]) == [1, 2]
     assert run.facts["training_samples"] == 6 and run.facts["epochs_run"] == 2 and run.facts["device"] == "cpu"
-    assert list(run.facts)[:13] == [
+    assert list(run.facts)[:15] == [
         "experiment", "parameters", "training_seconds", "epochs_run", "select_by", "best_epoch", "best_val_loss",
-        "best_val_dice", "image_val_loss", "image_val_dice", "foreground_threshold", "threshold_val_dice",
+        "best_val_dice", "keep", "kept_epoch", "image_val_loss", "image_val_dice", "foreground_threshold", "threshold_val_dice",
         "training_samples",
     ]  # fmt: skip
     assert 0.01 <= run.facts["foreground_threshold"] <= 0.99  # two classes: an operating point is chosen

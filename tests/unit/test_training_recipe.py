@@ -274,5 +274,5 @@ def test_recipe_defaults():
 
 RECIPE_DEFAULTS = {
     "schedule": "poly", "warmup_epochs": 1, "gradient_clip": 12, "online_flips": True, "online_rot90": True,
-    "foreground_fraction": 0.333, "val_patches": "auto", "select_by": "val_dice",
+    "foreground_fraction": 0.333, "val_patches": "auto", "select_by": "val_dice", "keep": "best",
 }  # fmt: skip

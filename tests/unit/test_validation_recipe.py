@@ -158,7 +158,7 @@ def test_selection_prefers_higher_dice_lower_loss_and_never_nan():
     assert best_epoch_index([0.2, 0.1, 0.1, 0.6], "val_loss") == 1
 
 
-def new_recipe_run(stop_at: int, resume: ResumeFile | None):
+def new_recipe_run(stop_at: int, resume: ResumeFile | None, keep: str = "best"):
     """5 epochs of the new recipe on 16x16 images: poly with warm-up, clipping, flips and turns, 8 px
     patches half on foreground, fixed validation patches, whole images every 2 epochs, Dice selection."""
     train, val = images(8, 16, seed=1, classes=2), images(3, 16, seed=2, classes=2)
@@ -168,7 +168,8 @@ def new_recipe_run(stop_at: int, resume: ResumeFile | None):
     )
     settings = TrainSettings(
         epochs=5, batch_size=4, learning_rate=0.01, lr_factor=0.5, lr_patience=3, early_stopping_patience=10,
-        schedule="poly", warmup_epochs=1, gradient_clip=1.0, select_by="val_dice", validation_every=2, seed=5,
+        schedule="poly", warmup_epochs=1, gradient_clip=1.0, select_by="val_dice", keep=keep, validation_every=2,
+        seed=5,
     )  # fmt: skip
     torch.manual_seed(settings.seed)
     spec = {"name": "unet", "widths": [4, 8], "batchnorm": True, "dropout": 0.2}
@@ -201,6 +202,19 @@ def test_new_recipe_resumed_after_a_kill_equals_an_uninterrupted_run(tmp_path: P
     assert all(torch.equal(best[name], tensor) for name, tensor in reference_best.items())
     kept = best_epoch_index([row["val_dice"] for row in history], "val_dice")
     assert torch.load(resume.path, weights_only=True)["progress"]["best_epoch"] == kept + 1
+
+
+def test_keep_last_returns_the_last_epochs_model_and_trains_the_same(tmp_path: Path):
+    best_history, best, _ = new_recipe_run(stop_at=99, resume=None)
+    resume = ResumeFile(tmp_path / "state.pt", fingerprint({"run": 2}))
+    last_history, last, _ = new_recipe_run(stop_at=99, resume=resume, keep="last")
+    assert without_seconds(last_history) == without_seconds(best_history)  # keep changes no step of training
+    saved = torch.load(resume.path, weights_only=True)
+    assert all(torch.equal(last[name], tensor) for name, tensor in saved["model"].items())  # after epoch 5
+    assert all(torch.equal(best[name], tensor) for name, tensor in saved["best_model"].items())
+    kept = best_epoch_index([row["val_dice"] for row in best_history], "val_dice")
+    assert kept + 1 < 5, "the test needs a run whose best epoch is not its last"
+    assert not all(torch.equal(best[name], last[name]) for name in best)
 
 
 # --- the binary operating point --------------------------------------------------------------------------

@@ -126,6 +126,7 @@ def overview_row(
         "epochs run": facts["epochs_run"],
         "best val loss": facts["best_val_loss"],
         "best val Dice": facts["best_val_dice"],
+        "model kept": f"epoch {facts['kept_epoch']} ({facts['keep']})",
         **{f"test {metric}": summary.loc[metric, "per_image_mean"] for metric in HEADLINE_METRICS},
         "test mean_fg_dice (pooled)": summary.loc["mean_fg_dice", "pooled"],
     }

@@ -26,7 +26,7 @@ from segcore.model.ensemble import mean_threshold
 
 # Validation results of a run (training.json keys), one column each in the per-fold table.
 FOLD_METRICS = (
-    "best_epoch", "epochs_run", "best_val_loss", "best_val_dice", "image_val_loss", "image_val_dice",
+    "best_epoch", "kept_epoch", "epochs_run", "best_val_loss", "best_val_dice", "image_val_loss", "image_val_dice",
     "foreground_threshold", "threshold_val_dice", "training_samples", "training_seconds",
 )  # fmt: skip
 # Facts that add up over the folds: the ensemble holds every fold's weights and cost every fold's training.

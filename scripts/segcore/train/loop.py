@@ -4,7 +4,8 @@ Optimiser Adam, learning rate by :mod:`segcore.train.schedules` (plateau, poly o
 optional gradient-norm clipping. After every epoch the model is validated (:mod:`segcore.train.validation`:
 a fixed set of patches every epoch, whole images every ``validation_every`` epochs); the model of the epoch
 with the best selection measure (``select_by``: highest validation Dice or lowest validation loss) is kept,
-and training stops early when that measure has not improved for ``early_stopping_patience`` epochs.
+or the last epoch's with ``keep: last``; training stops early when that measure has not improved for
+``early_stopping_patience`` epochs.
 
 Every source of randomness is derived from ``(seed, epoch)``: batch order, patch positions and online
 flips from a NumPy generator seeded with both, torch's generator (dropout) re-seeded at each epoch start, so
@@ -68,6 +69,7 @@ class TrainSettings:
     warmup_epochs: int
     gradient_clip: float | None
     select_by: str
+    keep: str
     validation_every: int
     seed: int
 
@@ -300,7 +302,8 @@ def fit(
     resume: ResumeFile | None = None,
     val_patches: PatchSet | None = None,
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """Train ``model`` and return (history rows, state dict of the best epoch by ``settings.select_by``).
+    """Train ``model`` and return (history rows, state dict of the kept epoch): the best epoch by
+    ``settings.select_by``, or the last epoch run when ``settings.keep`` is ``"last"``.
 
     Each history row: epoch (1-based), train_loss, val_loss, val_dice (on ``val_patches``, or on the whole
     validation images when None), image_val_loss, image_val_dice (whole images; None on epochs without
@@ -349,4 +352,5 @@ def fit(
         log_epoch(row, settings.epochs, improved)
         if progress.epochs_without_improvement >= settings.early_stopping_patience:
             log.info("early stopping: no improvement for %d epochs", settings.early_stopping_patience)
-    return progress.history, progress.best_state
+    kept = progress.best_state if settings.keep == "best" else model_snapshot(model)
+    return progress.history, kept

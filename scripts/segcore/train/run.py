@@ -5,8 +5,8 @@ a :class:`TrainedRun`; :func:`write_training_outputs` writes it. ``training.json
 by :func:`write_training_facts` and read by :func:`read_training_facts` only; it holds::
 
     experiment, parameters, training_seconds, epochs_run, select_by, best_epoch, best_val_loss,
-    best_val_dice, image_val_loss, image_val_dice, foreground_threshold, threshold_val_dice,
-    training_samples                                   what the run did
+    best_val_dice, keep, kept_epoch, image_val_loss, image_val_dice, foreground_threshold,
+    threshold_val_dice, training_samples               what the run did
     device, device_name, precision, channels_last, threads, seed, python, torch, numpy, git_commit
                                                        what it depended on (:func:`environment_facts`)
 
@@ -219,9 +219,10 @@ def environment_facts(hardware: Hardware, seed: int, source_dir: str | os.PathLi
     }
 
 
-def outcome_facts(history: pd.DataFrame, select_by: str) -> dict[str, Any]:
-    """``epochs_run``, ``select_by`` and the epoch :func:`segcore.train.loop.fit` kept (lowest val_loss or
-    highest val_dice, the first on ties) with its validation loss and Dice, rounded to 5 decimals.
+def outcome_facts(history: pd.DataFrame, select_by: str, keep: str) -> dict[str, Any]:
+    """``epochs_run``, ``select_by``, the best epoch by it (lowest val_loss or highest val_dice, the first on
+    ties) with its validation loss and Dice rounded to 5 decimals, ``keep`` and ``kept_epoch``: the epoch
+    whose model :func:`segcore.train.loop.fit` returned (the best, or the last with ``keep`` "last").
     ``history``: the non-empty table of :func:`segcore.train.loop.fit` rows."""
     best = history.iloc[best_epoch_index(history[select_by].tolist(), select_by)]
     return {
@@ -230,6 +231,8 @@ def outcome_facts(history: pd.DataFrame, select_by: str) -> dict[str, Any]:
         "best_epoch": int(best["epoch"]),
         "best_val_loss": round(float(best["val_loss"]), 5),
         "best_val_dice": round(float(best["val_dice"]), 5),
+        "keep": keep,
+        "kept_epoch": int(best["epoch"]) if keep == "best" else int(history["epoch"].iloc[-1]),
     }
 
 
@@ -329,19 +332,20 @@ def selected_model_facts(model: UNet, setup: RunSetup, num_classes: int) -> dict
 def train_experiment(job: TrainingJob) -> TrainedRun:
     """Train the job's experiment, resuming from ``job.resume_state`` when a state of this run is there.
 
-    Returns the model at its best epoch (``training.select_by``) with the run's history and facts. The
+    Returns the model of its kept epoch (the best by ``training.select_by``, or the last with
+    ``training.keep: last``) with the run's history and facts. The
     state file is left in place: remove it (:func:`segcore.train.checkpoint.remove_state`) once the outputs
     are written. Raises :class:`segcore.io.InputError` for a bad spec or a state of another run.
     """
     setup = set_up_run(job)
     model = setup.model
     started = time.perf_counter()
-    history, best_state = fit(
+    history, kept_state = fit(
         model, setup.sampler, setup.val_data, setup.loss_function, setup.settings, setup.hardware,
         num_classes=len(model_class_names(job)), tile_size=setup.validation_tile_size, margin=model.margin,
         resume=setup.resume, val_patches=setup.val_patches,
     )  # fmt: skip
-    model.load_state_dict(best_state)
+    model.load_state_dict(kept_state)
     selected = selected_model_facts(model, setup, len(model_class_names(job)))
     seconds = time.perf_counter() - started
     # Epochs without whole-image validation hold None there: NaN in a float column, as the TSV reads back.
@@ -350,13 +354,13 @@ def train_experiment(job: TrainingJob) -> TrainedRun:
         "experiment": job.name,
         "parameters": count_parameters(model),
         "training_seconds": round(seconds, 1),
-        **outcome_facts(history_table, setup.settings.select_by),
+        **outcome_facts(history_table, setup.settings.select_by, setup.settings.keep),
         **selected,
         "training_samples": len(setup.train_data),
         **environment_facts(setup.hardware, job.seed, job.source_dir),
     }
-    log.info("done in %.1f s; best epoch %d (val_loss %.4f, val_dice %.4f)", seconds, facts["best_epoch"],
-             facts["best_val_loss"], facts["best_val_dice"])  # fmt: skip
+    log.info("done in %.1f s; best epoch %d (val_loss %.4f, val_dice %.4f); kept epoch %d (%s)", seconds,
+             facts["best_epoch"], facts["best_val_loss"], facts["best_val_dice"], facts["kept_epoch"], facts["keep"])  # fmt: skip
     metadata = {
         "model_spec": dict(job.experiment["model"]),
         "in_channels": setup.train_data.channels,
