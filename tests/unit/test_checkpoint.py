@@ -43,8 +43,7 @@ def loop_settings(**changes) -> TrainSettings:
     improvement (no warm-up, no clipping), early stopping after 10, whole images validated every epoch,
     seed 5; ``changes`` replace any of them."""
     values = {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_factor": 0.5, "lr_patience": 3}
-    recipe = {"schedule": "plateau", "warmup_epochs": 0, "gradient_clip": None, "select_by": "val_loss",
-              "keep": "best"}
+    recipe = {"schedule": "plateau", "warmup_epochs": 0, "gradient_clip": None, "select_by": "val_loss", "keep": "best"}
     return TrainSettings(**{**values, **recipe, "validation_every": 1, "early_stopping_patience": 10, "seed": 5,
                             **changes})  # fmt: skip
 

@@ -294,8 +294,8 @@ def test_a_tiny_run_trains_writes_and_resumes(tmp_path: Path, padding: str):
     assert run.facts["training_samples"] == 6 and run.facts["epochs_run"] == 2 and run.facts["device"] == "cpu"
     assert list(run.facts)[:15] == [
         "experiment", "parameters", "training_seconds", "epochs_run", "select_by", "best_epoch", "best_val_loss",
-        "best_val_dice", "keep", "kept_epoch", "image_val_loss", "image_val_dice", "foreground_threshold", "threshold_val_dice",
-        "training_samples",
+        "best_val_dice", "keep", "kept_epoch", "image_val_loss", "image_val_dice", "foreground_threshold",
+        "threshold_val_dice", "training_samples",
     ]  # fmt: skip
     assert 0.01 <= run.facts["foreground_threshold"] <= 0.99  # two classes: an operating point is chosen
     assert run.metadata["foreground_threshold"] == run.facts["foreground_threshold"]

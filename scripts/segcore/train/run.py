@@ -360,7 +360,8 @@ def train_experiment(job: TrainingJob) -> TrainedRun:
         **environment_facts(setup.hardware, job.seed, job.source_dir),
     }
     log.info("done in %.1f s; best epoch %d (val_loss %.4f, val_dice %.4f); kept epoch %d (%s)", seconds,
-             facts["best_epoch"], facts["best_val_loss"], facts["best_val_dice"], facts["kept_epoch"], facts["keep"])  # fmt: skip
+             facts["best_epoch"], facts["best_val_loss"], facts["best_val_dice"], facts["kept_epoch"],
+             facts["keep"])  # fmt: skip
     metadata = {
         "model_spec": dict(job.experiment["model"]),
         "in_channels": setup.train_data.channels,
