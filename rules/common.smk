@@ -90,15 +90,6 @@ def training_labels(figure):
     return labels | ({"fold": "{fold}"} if FOLDS else {})
 
 
-def trained_models():
-    """The model file(s) that predict the test set: the experiment's model, or every fold's (an ensemble)."""
-    if FOLDS:
-        return expand(
-            "results/{{dataset}}/{{experiment}}/fold-{fold}/model.pt", fold=FOLDS
-        )
-    return "results/{dataset}/{experiment}/model.pt"
-
-
 def fold_outputs(name):
     """Input function: the output ``name`` of every fold's training run of the experiment, in fold order."""
 
@@ -112,6 +103,13 @@ def fold_outputs(name):
         )
 
     return paths
+
+
+def trained_models():
+    """The model file(s) that predict the test set: the experiment's model, or every fold's (an ensemble)."""
+    if FOLDS:
+        return fold_outputs("model.pt")
+    return "results/{dataset}/{experiment}/model.pt"
 
 
 def experiment_config(wildcards):
@@ -332,14 +330,12 @@ def inference_outputs():
 
 def final_outputs():
     """The final targets: the report, the metrics and model bundle of every experiment (with
-    cross-validation, the ensemble's metrics and the per-fold table; a bundle holds one model), and the
-    outputs of every inference set.
+    cross-validation, the ensemble's metrics and bundle, and the per-fold table), and the outputs of every
+    inference set.
     """
-    targets = (
-        ["metrics/summary.tsv", "fold_metrics.tsv"]
-        if FOLDS
-        else ["metrics/summary.tsv", "bundle"]
-    )
+    targets = ["metrics/summary.tsv", "bundle"]
+    if FOLDS:
+        targets.append("fold_metrics.tsv")
     return [
         f"results/{DATASET}/report.html",
         *expand(

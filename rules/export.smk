@@ -3,9 +3,11 @@
 
 rule export_model:
     input:
-        model="results/{dataset}/{experiment}/model.pt",
+        # With cross-validation every fold's model, bundled as the ensemble rule predict runs.
+        model=trained_models(),
         # Normalisation, tile size and overlap (rule plan), as rule predict uses them.
         plan="results/{dataset}/{experiment}/plan.json",
+        # The run facts; with cross-validation rule summarise_folds's summary of the folds.
         facts="results/{dataset}/{experiment}/training.json",
     output:
         bundle=directory("results/{dataset}/{experiment}/bundle"),

@@ -1,9 +1,11 @@
-"""Tests for the model bundle (segcore.predict.bundle, segcore.predict.export) and the segment command
-(segcore.predict.segment, python -m segcore.segment).
+"""Tests for the model bundle (segcore.predict.bundle, segcore.predict.portable, segcore.predict.export) and
+the segment command (segcore.predict.segment, python -m segcore.segment).
 
 References: the eager, unfused network in eval mode (BatchNorm with non-trivial running statistics) for the
 TorchScript and ONNX models; rule predict's in-process function (predict_shard) for the command's masks and
-probabilities, compared bit for bit on the CPU with one thread on both sides.
+probabilities, compared bit for bit on the CPU with one thread on both sides. For a fold ensemble's bundle:
+the single model it copies, and rule predict's loading (load_predictor: load_models and inference_settings)
+through segment_image.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -25,26 +28,18 @@ from skimage import io as skio
 from segcore.config_schema import with_defaults
 from segcore.data.canonical import Sample, write_canonical
 from segcore.io import InputError
+from segcore.model.ensemble import SoftmaxEnsemble
 from segcore.model.model_file import save_model
 from segcore.model.unet import UNet, build_model, prepare_for_inference
 from segcore.plan.normalise import Normalisation
-from segcore.plan.plan import Plan, write_plan
-from segcore.predict.bundle import (
-    CARD,
-    ONNX,
-    TORCHSCRIPT,
-    ModelCard,
-    check_folded,
-    export_onnx,
-    read_bundle,
-    read_card,
-    script_for_inference,
-)
+from segcore.plan.plan import Plan, read_plan, resolve_prediction, write_plan
+from segcore.predict.bundle import CARD, ONNX, TORCHSCRIPT, ModelCard, read_bundle, read_card
 from segcore.predict.export import export_model
-from segcore.predict.inference import InferenceSettings, predict_image
+from segcore.predict.inference import InferenceSettings, predict_image, segment_image
 from segcore.predict.outputs import read_shard_mask, read_shard_probabilities
+from segcore.predict.portable import check_folded, export_onnx, script_for_inference
 from segcore.predict.segment import input_files, segment
-from segcore.predict.shard import PredictionSettings, predict_shard
+from segcore.predict.shard import PredictionSettings, load_predictor, predict_shard
 from segcore.train.run import write_training_facts
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -124,9 +119,9 @@ def test_the_fold_check_catches_a_model_that_still_runs_batchnorm():
 
 
 def test_onnx_is_skipped_with_a_note_without_the_onnx_package(tmp_path: Path, monkeypatch):
-    import segcore.predict.bundle as bundle
+    import segcore.predict.portable as portable
 
-    monkeypatch.setattr(bundle, "onnx_available", lambda: False)
+    monkeypatch.setattr(portable, "onnx_available", lambda: False)
     model, _ = tiny_model(3, 3, batchnorm=True)
     file, note = export_onnx(model, 3, tmp_path / ONNX)
     assert file is None and "onnx package is not installed" in note
@@ -198,7 +193,7 @@ def test_the_model_card_round_trips_and_describes_the_model(tmp_path: Path):
     assert document["input"]["channels"] == 3
     assert document["normalisation"] == normalisation.as_dict()
     assert document["network"] | {"spec": None} == {
-        "spec": None, "depth": 1, "margin": 0, "padding": "same", "padding_multiple": 2,
+        "spec": None, "depth": 1, "margin": 0, "padding": "same", "padding_multiple": 2, "members": 1,
     }  # fmt: skip
     assert document["prediction"] == {
         "tile_size": 16, "overlap": 4, "blend": "gaussian", "batch_size": 8, "tta": "flips",
@@ -217,6 +212,9 @@ def test_the_model_card_round_trips_and_describes_the_model(tmp_path: Path):
     scripted, loaded = read_bundle(tmp_path / "bundle")
     assert loaded == card and not scripted.training
     assert ModelCard.from_dict(card.as_dict()) == card
+    # A card written before ensembles has no network.members: one model.
+    del document["network"]["members"]
+    assert ModelCard.from_dict(document).members == 1
 
 
 def test_a_binary_card_records_the_operating_point(tmp_path: Path):
@@ -230,6 +228,110 @@ def test_a_binary_card_records_the_operating_point(tmp_path: Path):
     assert document["prediction"]["operating_point"] == "foreground probability >= 0.3"
     assert document["network"]["padding"] == "valid"
     assert read_card(tmp_path / "bundle") == card
+
+
+# --- a fold ensemble's bundle ------------------------------------------------------------------------------
+
+
+def write_folds(folder: Path, models: list[UNet], spec: dict, class_names: list[str], thresholds: list) -> dict:
+    """fold-<f>/model.pt (one per model, with its threshold), plan.json and training.json as cross-validation
+    leaves them; returns the prediction config section."""
+    for fold, (model, threshold) in enumerate(zip(models, thresholds)):
+        extra = {} if threshold is None else {"foreground_threshold": threshold}
+        prediction = write_experiment(
+            folder / f"fold-{fold}", model, spec, class_names, Normalisation("dtype"), **extra
+        )
+    for name in ("plan.json", "training.json"):  # the experiment's own (rules plan and summarise_folds)
+        (folder / name).write_text((folder / "fold-0" / name).read_text())
+    return prediction
+
+
+def export_folds(folder: Path, prediction: dict, k: int) -> ModelCard:
+    models = [folder / f"fold-{fold}" / "model.pt" for fold in range(k)]
+    return export_model(
+        models, folder / "plan.json", folder / "training.json", prediction, folder / "bundle", experiment="tiny",
+        pipeline_commit=None,
+    )  # fmt: skip
+
+
+IMAGES = [np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8) for seed, size in [(4, (37, 53, 3)),
+          (5, (16, 21, 3))]]  # fmt: skip
+
+
+def test_an_ensemble_bundle_of_copies_of_one_model_predicts_like_that_model(tmp_path: Path):
+    model, spec = tiny_model(3, 3, batchnorm=True, residual=True)
+    prediction = write_folds(tmp_path, [model] * 3, spec, ["background", "a", "b"], [None] * 3)
+    card = export_folds(tmp_path, prediction, 3)
+    scripted, loaded = read_bundle(tmp_path / "bundle")
+    assert loaded == card and card.members == 3
+    # BatchNorm folded in every member: the inlined graph holds the three members and no batch norm.
+    graph = str(scripted.inlined_graph)
+    assert "batch_norm" not in graph and graph.count("aten::log_softmax") == 3
+    device = torch.device("cpu")
+    for image in IMAGES:
+        # The reference: the one model itself, eager and unfused, with the card's settings.
+        expected, expected_mask, _ = segment_image(model, image, card.inference, device)
+        probabilities, mask, _ = segment_image(scripted, image, card.inference, device)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(mask, expected_mask)
+
+
+def test_an_ensemble_bundle_predicts_as_rule_predict_with_the_mean_threshold(tmp_path: Path):
+    (first, spec), (second, _) = (tiny_model(3, 2, seed=seed, batchnorm=True) for seed in (0, 5))
+    models = [first, second]
+    prediction = write_folds(tmp_path, models, spec, ["background", "cell"], [0.2, 0.5])
+    card = export_folds(tmp_path, prediction, 2)
+    document = json.loads((tmp_path / "bundle" / CARD).read_text())
+    assert document["network"]["members"] == 2 and card.members == 2
+    assert document["prediction"]["threshold"] == pytest.approx(0.35) == card.inference.threshold
+    assert document["prediction"]["operating_point"] == f"foreground probability >= {card.inference.threshold}"
+    # Rule predict's path: its settings and its ensemble of the same files.
+    settings = PredictionSettings.from_config(resolve_prediction(prediction, read_plan(tmp_path / "plan.json")))
+    paths = [tmp_path / f"fold-{fold}" / "model.pt" for fold in (0, 1)]
+    predictor = load_predictor(paths, settings, "cpu", Normalisation("dtype"))
+    assert card.inference == predictor.inference
+    scripted, _ = read_bundle(tmp_path / "bundle")
+    for image in IMAGES:
+        expected, expected_mask, expected_instances = segment_image(
+            predictor.model, image, predictor.inference, predictor.device
+        )
+        probabilities, mask, instances = segment_image(scripted, image, card.inference, predictor.device)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(mask, expected_mask)
+        np.testing.assert_array_equal(instances, expected_instances)
+    # Not the members' own: each alone predicts otherwise.
+    single, _, _ = segment_image(prepare_for_inference(models[0]), IMAGES[0], card.inference, predictor.device)
+    assert np.abs(single - segment_image(scripted, IMAGES[0], card.inference, predictor.device)[0]).max() > 1e-3
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_the_fold_check_covers_every_member_of_an_ensemble():
+    members = [tiny_model(1, 2, seed=seed, batchnorm=True)[0] for seed in (0, 1)]
+    ensemble = SoftmaxEnsemble(members).eval()
+    assert check_folded(ensemble, script_for_inference(ensemble, 1), 1) < 1e-4
+    # The second member unfolded: its BatchNorm is still in the graph.
+    half = SoftmaxEnsemble([prepare_for_inference(members[0]), members[1]]).eval()
+    with pytest.raises(RuntimeError, match="still runs BatchNorm"):
+        check_folded(ensemble, torch.jit.script(half), 1)
+    stranger = prepare_for_inference(tiny_model(1, 2, seed=7, batchnorm=True)[0])
+    other = SoftmaxEnsemble([prepare_for_inference(members[0]), stranger])
+    with pytest.raises(RuntimeError, match="differ"):
+        check_folded(ensemble, torch.jit.script(other.eval()), 1)
+
+
+def test_an_ensemble_gets_no_onnx_file_and_a_note_saying_why(tmp_path: Path):
+    ensemble = SoftmaxEnsemble([tiny_model(1, 2, seed=seed, batchnorm=True)[0] for seed in (0, 1)]).eval()
+    file, note = export_onnx(ensemble, 1, tmp_path / ONNX)
+    assert file is None and "ensemble" in note and "model.ts" in note
+    assert not (tmp_path / ONNX).exists()
+    # The note's reason still holds: the exporter cannot write the ensemble (when it can, write the file).
+    probe = torch.zeros(1, 1, 6, 6)
+    with pytest.raises(torch.onnx.errors.UnsupportedOperatorError, match="logaddexp"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the Python size checks; deprecation notices
+        torch.onnx.export(ensemble, (probe,), str(tmp_path / ONNX), dynamo=False, opset_version=17)
+    # An ensemble of unpooling members is refused for its sizes, though the ensemble has no keep_indices.
+    unpool = SoftmaxEnsemble([tiny_model(1, 2, seed=seed, **SPECS["unpool"])[0] for seed in (0, 1)]).eval()
+    assert "valid padding and unpooling" in export_onnx(unpool, 1, tmp_path / ONNX)[1]
 
 
 # --- the segment command equals rule predict ---------------------------------------------------------------
@@ -246,8 +348,6 @@ def run_segment(*arguments: str | Path) -> subprocess.CompletedProcess:
 def predict_with_the_pipeline(folder: Path, samples: list[Sample], prediction: dict, normalisation) -> Path:
     """Rule predict's in-process function on ``samples``; returns the shard folder."""
     write_canonical(folder / "data", samples, num_classes=4)
-    from segcore.plan.plan import read_plan, resolve_prediction
-
     plan = read_plan(folder / "plan.json")
     settings = PredictionSettings.from_config(resolve_prediction(prediction, plan))
     shard = folder / "predictions" / "shard-0"

@@ -1,16 +1,25 @@
 """Cross-validation end to end: the tiny config with split.folds 2 trains one model per fold (each its own
-job), predicts the test set with their ensemble into the experiment's usual folders, and reports the folds."""
+job), predicts the test set with their ensemble into the experiment's usual folders, reports the folds, and
+bundles the ensemble: the segment command run on that bundle outside the pipeline repeats rule predict's
+masks."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from skimage import io as skio
 
-from tests.workflow.tiny_config import TINY_CONFIG, snakemake_command, tiny_workflow_config
+from tests.workflow.tiny_config import REPO_ROOT, TINY_CONFIG, snakemake_command, tiny_workflow_config
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from segcore.predict.outputs import read_predicted_mask  # noqa: E402
 
 pytestmark = pytest.mark.workflow
 
@@ -22,7 +31,7 @@ def test_two_folds_train_apart_and_predict_as_one_ensemble(tmp_path: Path):
     dry = subprocess.run(snakemake_command(tmp_path, configfile, "--dry-run"), capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr[-4000:]
     assert "rule folds:" in dry.stdout and dry.stdout.count("rule train:") == 2  # one job per fold
-    assert "export_model" not in dry.stdout  # a bundle holds one model, not an ensemble
+    assert dry.stdout.count("rule export_model:") == 1  # one bundle: the ensemble of the folds
 
     result = subprocess.run(snakemake_command(tmp_path, configfile), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -54,3 +63,23 @@ def test_two_folds_train_apart_and_predict_as_one_ensemble(tmp_path: Path):
     assert summary["folds"] == 2 and summary["training_samples"] == 32
     report = (results / "report.html").read_text()
     assert "Cross-validation: validation metrics per fold" in report and "Experiment small" in report
+
+    # The ensemble's bundle: the folds' summary as its run facts, and the segment command repeating rule
+    # predict's masks of the test images (as tests/workflow/test_bundle_workflow.py checks for one model).
+    card = json.loads((experiment / "bundle" / "model_card.json").read_text())
+    assert card["network"]["members"] == 2 and card["training"] == summary
+    assert "an ensemble of 2 models" in (logs / "export_model.log").read_text()
+    images = [results / "data" / "images" / f"{sample_id}.tif" for sample_id in test_ids]
+    # Rule predict runs with 2 threads (fewer on a smaller machine); the command gets as many.
+    threads = str(min(2, len(os.sched_getaffinity(0))))
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "scripts"), "OMP_NUM_THREADS": threads}
+    out = tmp_path / "segmented"
+    segmented = subprocess.run(
+        [sys.executable, "-m", "segcore.segment", str(experiment / "bundle"), *map(str, images), "-o", str(out),
+         "--device", "cpu"],
+        capture_output=True, text=True, env=environment, timeout=600,
+    )  # fmt: skip
+    assert segmented.returncode == 0, segmented.stderr[-3000:]
+    for sample_id in test_ids:
+        predicted = read_predicted_mask(experiment / "predictions", sample_id)
+        np.testing.assert_array_equal(skio.imread(out / f"{sample_id}.png"), predicted, err_msg=sample_id)

@@ -38,6 +38,8 @@ class SoftmaxEnsemble(nn.Module):
     ``logaddexp`` of the members' ``log_softmax`` (minus ``log k``): exact where a probability underflows, and
     only two ``(N, K, S, S)`` tensors alive at a time. Raises ValueError for no members or members whose
     depth or margin differ.
+
+    The module is TorchScript-scriptable (the model bundle scripts it: :mod:`segcore.predict.bundle`).
     """
 
     def __init__(self, members: Sequence[nn.Module]) -> None:
@@ -49,13 +51,20 @@ class SoftmaxEnsemble(nn.Module):
             raise ValueError(f"ensemble members differ in (depth, margin): {sorted(geometry, key=str)}")
         self.members = nn.ModuleList(members)
         self.depth, self.margin = geometry.pop()
+        # A plain float attribute: TorchScript compiles no math.log(len(ModuleList)) in forward.
+        self.log_members = math.log(len(members))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         log_sum: torch.Tensor | None = None
         for member in self.members:
-            log_probabilities = torch.log_softmax(member(batch), dim=1)
+            logits = member(batch)
+            # A U-Net may return a list (deep supervision in training); members are in eval mode, and the
+            # check tells TorchScript the type.
+            assert isinstance(logits, torch.Tensor), "ensemble members must be in eval mode"
+            log_probabilities = torch.log_softmax(logits, dim=1)
             log_sum = log_probabilities if log_sum is None else torch.logaddexp(log_sum, log_probabilities)
-        return log_sum - math.log(len(self.members))
+        assert log_sum is not None  # __init__ refuses an empty ensemble
+        return log_sum - self.log_members
 
 
 def mean_threshold(thresholds: Sequence[float | None]) -> float | None:
@@ -81,23 +90,31 @@ def ensemble_metadata(metadata: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return first | {"foreground_threshold": mean_threshold(thresholds), "members": len(metadata)}
 
 
+def model_files(model_path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """``model_path`` as a list of model files: one path (a str or path object) becomes a list of one; a
+    sequence of paths (a rule's ``input.model`` with cross-validation) a list of its entries."""
+    return [model_path] if isinstance(model_path, (str, os.PathLike)) else list(model_path)
+
+
 def load_models(
-    paths: Sequence[str | os.PathLike], device: torch.device | str = "cpu"
+    paths: Sequence[str | os.PathLike], device: torch.device | str = "cpu", *, prepare: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
     """(model, metadata) of the model files ``paths`` (:func:`segcore.model.model_file.save_model`), each
     prepared for inference (:func:`segcore.model.unet.prepare_for_inference`), in eval mode on ``device``.
 
     One path: that model and its metadata, exactly as a single model predicts. Several: a
     :class:`SoftmaxEnsemble` of them with :func:`ensemble_metadata`. Each member is prepared as it is
-    loaded, so no more than one unprepared copy is held at a time. Raises ValueError for no paths or
-    members that disagree.
+    loaded, so no more than one unprepared copy is held at a time. ``prepare=False`` keeps the members as
+    trained (BatchNorm unfused, eval mode): the model bundle folds and verifies them itself
+    (:func:`segcore.predict.portable.script_for_inference`). Raises ValueError for no paths or members that
+    disagree.
     """
     if not paths:
         raise ValueError("no model files to load")
     members, metadata = [], []
     for path in paths:
         model, entry = load_model(path, device)
-        members.append(prepare_for_inference(model))
+        members.append(prepare_for_inference(model) if prepare else model)
         metadata.append(entry)
         del model
     if len(members) == 1:

@@ -1,34 +1,40 @@
 """The model bundle: a trained model that works outside the pipeline; the one writer and reader of its folder.
 
-Rule export_model writes, next to ``model.pt``::
+Rule export_model writes, in the experiment's folder (beside ``model.pt``, or beside the ``fold-<f>`` folders
+with cross-validation)::
 
     bundle/
         model.ts          TorchScript of the inference network: eval mode, every BatchNorm folded into the
                           convolution before it. float32 (N, C, H, W) -> logits (N, K, H - 2m, W - 2m), m the
                           card's margin; H, W multiples of 2**depth (same padding) or valid sizes (valid
-                          padding). The card is also stored inside it (extra file ``model_card.json``).
+                          padding). With cross-validation the network is the folds' ensemble
+                          (:class:`segcore.model.ensemble.SoftmaxEnsemble`), whose "logits" are the log of
+                          the members' mean softmax, so anything that takes their softmax gets rule predict's
+                          probabilities. The card is also stored inside it (extra file ``model_card.json``).
         model_card.json   everything prediction needs besides the weights (below)
         model.onnx        the same network as ONNX (opset 17, dynamic batch, height and width), only when the
                           optional ``onnx`` package is installed and the network exports with dynamic sizes
-                          (same padding, no unpooling); the card's ``files.onnx_note`` says why when absent
+                          (same padding, no unpooling, not an ensemble); the card's ``files.onnx_note`` says
+                          why when absent (:mod:`segcore.predict.portable`)
 
 ``model_card.json``: ``classes`` (the mask's classes, 0 first), ``border_class`` and ``output_classes`` (the
 network's planes: the classes, then ``border`` for a border-class model), ``input`` (channels; images as
 stored, uint8 or uint16), ``normalisation`` (mode and per-channel statistics,
 :class:`segcore.plan.normalise.Normalisation`), ``network`` (config spec, depth, margin, padding multiple
-2**depth), ``prediction`` (tile size, overlap, blend, batch size, TTA, operating point and threshold,
-instance method and watershed h), ``training`` (the run facts of ``training.json``), ``pipeline_commit``
-(null when unknown), ``files`` and the torch version. :class:`ModelCard` is its parsed form; its
-``inference`` is what :func:`segcore.predict.inference.segment_image` takes, so predictions through the
-bundle repeat rule predict's.
+2**depth, ``members``: 1, or the number of folds of an ensemble), ``prediction`` (tile size, overlap, blend,
+batch size, TTA, operating point and threshold, instance method and watershed h; an ensemble's threshold is
+the mean of its folds'), ``training`` (the run facts of ``training.json``; an ensemble's summarise its
+folds), ``pipeline_commit`` (null when unknown), ``files`` and the torch version. :class:`ModelCard` is its
+parsed form; its ``inference`` is what :func:`segcore.predict.inference.segment_image` takes, so predictions
+through the bundle repeat rule predict's.
 
-BatchNorm folding is verified when the bundle is written (:func:`check_folded`): the TorchScript graph holds
-no batch-norm operation and its logits equal the unfused eval-mode network's on a probe batch.
+BatchNorm folding is verified when the bundle is written (:func:`segcore.predict.portable.check_folded`): the
+TorchScript graph holds no batch-norm operation and its logits equal the unfused eval-mode network's (or
+ensemble's) on a probe batch.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import warnings
@@ -38,17 +44,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from segcore.io import InputError, atomic_dir
-from segcore.model.unet import UNet, prepare_for_inference, valid_input_size
 from segcore.plan.normalise import Normalisation
 from segcore.predict.inference import InferenceSettings
+from segcore.predict.portable import export_onnx, script_for_inference
 
 TORCHSCRIPT, CARD, ONNX = "model.ts", "model_card.json", "model.onnx"
 CARD_FORMAT, CARD_VERSION = "segcore-model-card", 1
-ONNX_OPSET = 17
-# Folding BatchNorm changes float rounding only: logits agree with the unfused network far inside this.
-FOLD_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class ModelCard:
 
     ``class_names``: the mask's classes; ``output_classes``: the network's output planes (``class_names``
     plus ``border`` for a border-class model); ``model_spec``: the experiment's ``model`` section;
-    ``training``: the run facts; ``onnx``: the ONNX file's name or None, ``onnx_note`` why or how.
+    ``training``: the run facts; ``members``: the models averaged by the network (1, or k folds);
+    ``onnx``: the ONNX file's name or None, ``onnx_note`` why or how.
     """
 
     experiment: str
@@ -67,6 +72,7 @@ class ModelCard:
     model_spec: dict[str, Any]
     inference: InferenceSettings
     training: dict[str, Any] = field(default_factory=dict)
+    members: int = 1
     pipeline_commit: str | None = None
     onnx: str | None = None
     onnx_note: str = ""
@@ -91,6 +97,7 @@ class ModelCard:
                 "margin": settings.margin,
                 "padding": "same" if settings.margin == 0 else "valid",
                 "padding_multiple": 2**settings.depth,
+                "members": self.members,
             },
             "prediction": {
                 "tile_size": settings.tile_size,
@@ -128,103 +135,15 @@ class ModelCard:
             experiment=card["experiment"], class_names=tuple(card["classes"]),
             output_classes=tuple(card["output_classes"]), in_channels=int(card["input"]["channels"]),
             model_spec=dict(network["spec"]), inference=inference, training=dict(card["training"]),
+            members=int(network.get("members", 1)),  # absent from cards written before ensembles
             pipeline_commit=card["pipeline_commit"], onnx=card["files"]["onnx"],
             onnx_note=card["files"]["onnx_note"], torch_version=card["torch"],
         )  # fmt: skip
 
 
-def probe_side(depth: int, margin: int) -> int:
-    """An input side the network accepts: three times ``2**depth`` (same padding, an odd multiple so that
-    no level is square by accident of powers of two), or the smallest valid size (valid padding)."""
-    return 3 * 2**depth if margin == 0 else valid_input_size(1, depth)
-
-
-def probe_batch(in_channels: int, side: int, seed: int = 0) -> torch.Tensor:
-    """float32 (2, C, side, side) normal noise from a fixed seed (independent of the global generator)."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(2, in_channels, side, side, generator=generator)
-
-
-def check_folded(model: UNet, scripted: torch.jit.ScriptModule, in_channels: int) -> float:
-    """Verify that ``scripted`` is ``model`` with BatchNorm folded; returns the largest logit difference.
-
-    ``model``: the unfused network (put in eval mode here, so BatchNorm uses its running statistics).
-    Raises RuntimeError when the TorchScript graph still holds a batch-norm operation or the logits on a
-    probe batch differ by more than :data:`FOLD_TOLERANCE` (absolute, plus as much relative).
-    """
-    graph = str(scripted.inlined_graph)
-    if "batch_norm" in graph:
-        raise RuntimeError("the TorchScript model still runs BatchNorm: folding into the convolutions failed")
-    model.eval()
-    probe = probe_batch(in_channels, probe_side(model.depth, model.margin))
-    with torch.inference_mode():
-        expected, folded = model(probe), scripted(probe)
-    difference = float((expected - folded).abs().max())
-    if not torch.allclose(folded, expected, atol=FOLD_TOLERANCE, rtol=FOLD_TOLERANCE):
-        raise RuntimeError(f"the folded TorchScript model's logits differ from the network's by {difference}")
-    return difference
-
-
-def script_for_inference(model: UNet, in_channels: int) -> torch.jit.ScriptModule:
-    """TorchScript of ``model`` on the CPU in eval mode with BatchNorm folded, verified (:func:`check_folded`).
-
-    ``model`` itself is left as it was (a folded copy is scripted).
-    """
-    model = model.cpu()
-    with warnings.catch_warnings():
-        # torch 2.10+ calls TorchScript deprecated; it stays the one format loadable without Python classes.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(prepare_for_inference(model))
-    check_folded(model, scripted, in_channels)
-    return scripted
-
-
-def onnx_available() -> bool:
-    """Whether the optional ``onnx`` package is installed (the ONNX file is written only then)."""
-    return importlib.util.find_spec("onnx") is not None
-
-
-def export_onnx(model: UNet, in_channels: int, path: Path) -> tuple[str | None, str]:
-    """Write ``model`` (folded, eval mode) as ONNX to ``path`` when possible; (file name or None, note).
-
-    The export traces the network, so sizes it computes in Python (valid padding's crops, unpooling's
-    output size) would be frozen to the probe's: such networks get no ONNX file. The file is checked with
-    ``onnx.checker``, and with ``onnxruntime`` (when installed) against the network at a second size.
-    """
-    if not onnx_available():
-        return None, "not written: the optional onnx package is not installed (pip install onnx)"
-    if model.margin != 0 or model.keep_indices:
-        return None, "not written: valid padding and unpooling need sizes TorchScript computes; use model.ts"
-    import onnx
-
-    folded = prepare_for_inference(model.cpu())
-    side = probe_side(model.depth, model.margin)
-    axes = {0: "batch", 2: "height", 3: "width"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about the Python size checks; deprecation notices
-        torch.onnx.export(
-            folded, (probe_batch(in_channels, side),), str(path), dynamo=False, opset_version=ONNX_OPSET,
-            input_names=["image"], output_names=["logits"], dynamic_axes={"image": axes, "logits": axes},
-        )  # fmt: skip
-    onnx.checker.check_model(str(path))
-    note = f"ONNX opset {ONNX_OPSET}: input 'image' float32 (N, C, H, W), output 'logits'; dynamic N, H, W"
-    if importlib.util.find_spec("onnxruntime") is None:
-        return path.name, note + " (not run at export: onnxruntime is not installed)"
-    import onnxruntime
-
-    probe = probe_batch(in_channels, side + 2**model.depth, seed=1)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"image": probe.numpy()})
-    with torch.inference_mode():
-        expected = folded(probe)
-    if not torch.allclose(torch.from_numpy(logits), expected, atol=FOLD_TOLERANCE, rtol=FOLD_TOLERANCE):
-        raise RuntimeError(f"{path}: onnxruntime's logits differ from the network's at another size")
-    return path.name, note + " (checked with onnxruntime at export)"
-
-
 def write_bundle(
     folder: str | os.PathLike,
-    model: UNet,
+    model: nn.Module,
     metadata: Mapping[str, Any],
     inference: InferenceSettings,
     *,
@@ -234,9 +153,11 @@ def write_bundle(
 ) -> ModelCard:
     """Write the bundle folder (module docstring) atomically; returns its card.
 
-    ``model``/``metadata``: as :func:`segcore.model.model_file.load_model` returns them; ``inference``: the
-    settings rule predict uses (:func:`segcore.predict.shard.inference_settings`); ``training``: the run
-    facts. Raises RuntimeError when the folded model fails verification (:func:`check_folded`).
+    ``model``/``metadata``: as :func:`segcore.model.ensemble.load_models` returns them with ``prepare=False``
+    (a U-Net, or the folds' :class:`segcore.model.ensemble.SoftmaxEnsemble` with the ensemble's metadata, its
+    ``members`` and mean threshold), BatchNorm not yet folded; ``inference``: the settings rule predict uses
+    (:func:`segcore.predict.shard.inference_settings`); ``training``: the run facts. Raises RuntimeError when
+    the folded model fails verification (:func:`segcore.predict.portable.check_folded`).
     """
     in_channels = int(metadata["in_channels"])
     output_classes = tuple(metadata["class_names"])
@@ -246,8 +167,8 @@ def write_bundle(
         card = ModelCard(
             experiment=experiment, class_names=output_classes[: inference.mask_classes],
             output_classes=output_classes, in_channels=in_channels, model_spec=dict(metadata["model_spec"]),
-            inference=inference, training=dict(training), pipeline_commit=pipeline_commit, onnx=onnx_file,
-            onnx_note=onnx_note,
+            inference=inference, training=dict(training), members=int(metadata.get("members", 1)),
+            pipeline_commit=pipeline_commit, onnx=onnx_file, onnx_note=onnx_note,
         )  # fmt: skip
         text = json.dumps(card.as_dict(), indent=2) + "\n"
         (tmp / CARD).write_text(text)

@@ -31,9 +31,8 @@ import torch
 from tqdm import tqdm
 
 from segcore.compute import select_device
-from segcore.data.channels import require_channels
-from segcore.data.image_files import IMAGE_SUFFIXES, as_image, natural_key
-from segcore.data.image_sets import file_images
+from segcore.data.image_files import IMAGE_SUFFIXES, natural_key
+from segcore.data.image_sets import SetImage, file_images, load_set_image
 from segcore.io import InputError, write_pages, write_png
 from segcore.predict.bundle import ModelCard, read_bundle
 from segcore.predict.inference import segment_image
@@ -75,19 +74,17 @@ def input_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 def read_pages(path: Path, in_channels: int) -> tuple[list[np.ndarray], bool]:
     """(the images of ``path``, whether it is a stack): one image, or one per page of a multi-page TIFF.
 
-    Each image is uint8/uint16 (H, W) or (H, W, 3) (:func:`segcore.data.image_files.as_image`). Raises
-    :class:`InputError` naming the file (and page) when it cannot be read or an image's channel count is
-    not ``in_channels``.
+    Each image is uint8/uint16 (H, W) or (H, W, 3), read and checked as an inference set's images are
+    (:func:`segcore.data.image_sets.load_set_image`). Raises :class:`InputError` naming the file (and page)
+    when it cannot be read or an image's channel count is not ``in_channels``.
     """
     pages = file_images(path)
     stack = len(pages) > 1
-    images = []
-    for index, raw in enumerate(pages):
-        name = f"{path} page {index}" if stack else str(path)
-        image = as_image(raw, name)
-        require_channels(image, in_channels, name)
-        images.append(image)
-    return images, stack
+    items = [
+        SetImage(str(index), f"{path} page {index}" if stack else str(path), lambda raw=raw: raw)
+        for index, raw in enumerate(pages)
+    ]
+    return [load_set_image(item, in_channels) for item in items], stack
 
 
 def output_paths(path: Path, out: Path, stack: bool) -> tuple[Path, Path]:

@@ -23,7 +23,7 @@ from segcore.data.image_sets import ImageSet, list_set_images, load_set_image
 from segcore.data.shards import shard_ids
 from segcore.data.split import ids_of
 from segcore.io import InputError, read_table
-from segcore.model.ensemble import load_models
+from segcore.model.ensemble import load_models, model_files
 from segcore.plan.normalise import DTYPE_SCALING, Normalisation
 from segcore.predict.inference import InferenceSettings, segment_image
 from segcore.predict.instances import method_label, resolve_method
@@ -133,7 +133,7 @@ def load_predictor(
     (:func:`segcore.compute.select_device`).
     """
     device = select_device(device_request)
-    paths = [model_path] if isinstance(model_path, (str, os.PathLike)) else list(model_path)
+    paths = model_files(model_path)
     model, metadata = load_models(paths, device)
     if len(paths) > 1:
         log.info("ensemble of %d models, their softmax averaged", len(paths))
