@@ -15,12 +15,13 @@ Rule export_model writes, next to ``model.pt``::
 ``model_card.json``: ``classes`` (the mask's classes, 0 first), ``border_class`` and ``output_classes`` (the
 network's planes: the classes, then ``border`` for a border-class model), ``input`` (channels; images as
 stored, uint8 or uint16), ``normalisation`` (mode and per-channel statistics,
-:class:`segcore.plan.normalise.Normalisation`), ``network`` (config spec, depth, margin, padding multiple
-2**depth), ``prediction`` (tile size, overlap, blend, batch size, TTA, operating point and threshold,
-instance method and watershed h), ``training`` (the run facts of ``training.json``), ``pipeline_commit``
-(null when unknown), ``files`` and the torch version. :class:`ModelCard` is its parsed form; its
-``inference`` is what :func:`segcore.predict.inference.segment_image` takes, so predictions through the
-bundle repeat rule predict's.
+:class:`segcore.plan.normalise.Normalisation`; empty lists for image_zscore and dtype, which need none),
+``network`` (config spec, depth, margin, padding multiple 2**depth), ``prediction`` (tile size, overlap,
+blend, batch size, TTA, operating point and threshold, instance method and watershed h), ``training`` (the
+run facts of ``training.json``), ``pipeline_commit`` (null when unknown), ``files`` and the torch version.
+:class:`ModelCard` is its parsed form; its ``inference`` is what
+:func:`segcore.predict.inference.segment_image` takes, so predictions through the bundle repeat rule
+predict's.
 
 BatchNorm folding is verified when the bundle is written (:func:`check_folded`): the TorchScript graph holds
 no batch-norm operation and its logits equal the unfused eval-mode network's on a probe batch.
