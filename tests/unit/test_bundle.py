@@ -420,6 +420,32 @@ def test_segment_command_equals_rule_predict_on_a_uint16_stack_at_the_operating_
     assert not np.array_equal(tifffile.imread(in_process[1]), probabilities)
 
 
+def test_an_image_zscore_bundle_round_trips_and_predicts_as_rule_predict_whatever_an_images_gain(tmp_path: Path):
+    model, spec = tiny_model(1, 2, batchnorm=True)
+    normalisation = Normalisation("image_zscore")
+    prediction = write_experiment(tmp_path, model, spec, ["background", "cell"], normalisation)
+    card = export(tmp_path, prediction)
+    document = json.loads((tmp_path / "bundle" / CARD).read_text())
+    assert document["normalisation"] == {"mode": "image_zscore", "mean": [], "sd": [], "low": [], "high": []}
+    assert card.inference.normalisation == normalisation
+    assert read_card(tmp_path / "bundle") == card and ModelCard.from_dict(document) == card
+    rng = np.random.default_rng(9)
+    dim = rng.integers(0, 300, (19, 23), dtype=np.uint16)
+    # The same scene at another gain and offset (a bright-field camera): the same input to the net.
+    pages = [dim, dim * 9 + 30_000, rng.integers(0, 65_535, (19, 23), dtype=np.uint16)]
+    samples = [Sample(f"page{i}", page, np.zeros(page.shape, np.uint8), np.zeros(page.shape, np.uint16))
+               for i, page in enumerate(pages)]  # fmt: skip
+    shard = predict_with_the_pipeline(tmp_path, samples, prediction, normalisation)
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.stack(pages), photometric="minisblack")
+    written = segment(tmp_path / "bundle", [stack], tmp_path / "out", probabilities=True, device="cpu")
+    probabilities = tifffile.imread(written[1])
+    for index, sample in enumerate(samples):
+        np.testing.assert_array_equal(probabilities[index], read_shard_probabilities(shard, sample.id))
+    np.testing.assert_allclose(probabilities[1], probabilities[0], atol=1e-5)
+    assert probabilities[0].std() > 1e-3  # not a constant answer that would match anything
+
+
 # --- bad input ---------------------------------------------------------------------------------------------
 
 

@@ -19,11 +19,13 @@ from segcore.plan.fingerprint import (
     channel_statistics,
     dataset_fingerprint,
     object_classes_and_sizes,
+    per_image_statistics,
     sample_positions,
     touching_objects,
 )
 from segcore.plan.normalise import normalise_image
 from segcore.plan.plan import choose_normalisation
+from segcore.train.data import load_labelled_images
 
 CLASSES = ["background", "a", "b"]
 
@@ -71,6 +73,31 @@ def test_channel_statistics_match_numpy():
         keys = ["mean", "sd", "p0_5", "p99_5", "min", "max", "clipped_mean", "clipped_sd"]
         assert [stats[key][channel] for key in keys] == pytest.approx(expected, rel=1e-12)
     assert channel_statistics(np.zeros((0, 3))) is None
+
+
+def test_per_image_statistics_by_hand():
+    # Image a: 0, 2, 4, 6 (mean 3, sd sqrt(5)); image b: 10, 10, 14, 14 (mean 12, sd 2); image c: no pixels.
+    a = np.array([[0.0], [2.0], [4.0], [6.0]])
+    b = np.array([[10.0], [10.0], [14.0], [14.0]])
+    stats = per_image_statistics([a, np.zeros((0, 1)), b])
+    assert stats["mean_sd"] == pytest.approx([4.5])  # population sd of the means 3 and 12
+    assert stats["mean_min"] == pytest.approx([3.0]) and stats["mean_max"] == pytest.approx([12.0])
+    assert stats["sd_median"] == pytest.approx([(5**0.5 + 2.0) / 2])  # median of two: their mean
+    assert per_image_statistics([]) is None and per_image_statistics([np.zeros((0, 2))]) is None
+
+
+def test_per_image_statistics_match_numpy_per_channel():
+    rng = np.random.default_rng(11)
+    # Images of different sizes, offsets and gains, two channels; every image counts once.
+    samples = [rng.normal(rng.uniform(0, 200), rng.uniform(1, 30), (int(rng.integers(5, 400)), 2)) for _ in range(9)]
+    stats = per_image_statistics(samples)
+    for channel in range(2):
+        means = [float(np.mean(sample[:, channel])) for sample in samples]
+        sds = [float(np.std(sample[:, channel])) for sample in samples]
+        assert stats["mean_sd"][channel] == pytest.approx(float(np.std(means)), rel=1e-12)
+        assert stats["mean_min"][channel] == pytest.approx(min(means), rel=1e-12)
+        assert stats["mean_max"][channel] == pytest.approx(max(means), rel=1e-12)
+        assert stats["sd_median"][channel] == pytest.approx(float(np.median(sds)), rel=1e-12)
 
 
 def test_objects_take_their_majority_class_and_pixel_count():
@@ -130,6 +157,12 @@ def test_fingerprint_of_a_folder_matches_numpy(tmp_path: Path):
     assert intensity["all"]["p99_5"] == pytest.approx(np.percentile(pixels, 99.5, axis=0).tolist())
     assert intensity["foreground"]["mean"] == pytest.approx(pixels[foreground].mean(axis=0).tolist())
     assert max(intensity["all"]["max"]) < 50_000
+    # Per image: the train+val images' own means and sds (ids visited in sorted order: s0, s1, s2).
+    means = np.array([s.image.reshape(-1, 3).astype(np.float64).mean(axis=0) for s in fitted])
+    sds = np.array([s.image.reshape(-1, 3).astype(np.float64).std(axis=0) for s in fitted])
+    assert intensity["per_image"]["mean_sd"] == pytest.approx(means.std(axis=0).tolist())
+    assert intensity["per_image"]["mean_max"] == pytest.approx(means.max(axis=0).tolist())
+    assert intensity["per_image"]["sd_median"] == pytest.approx(np.median(sds, axis=0).tolist())
 
     masks = np.concatenate([s.mask.ravel() for s in samples])
     fractions = np.bincount(masks, minlength=3) / masks.size
@@ -165,6 +198,29 @@ def test_fingerprint_sample_is_bounded_and_reproducible(tmp_path: Path):
     assert dataset_fingerprint(data, split, CLASSES, seed=10, max_pixels=300)["intensity"] != first["intensity"]
 
 
+def test_auto_normalises_each_image_by_itself_only_when_the_images_differ(tmp_path: Path):
+    """Folder to plan: uniform 0..999 images (sd 289) alike, then two of the five train+val images lifted by
+    5000 (dark-field and bright-field): per-image means spread 5000 * sqrt(0.4 * 0.6) = 2449, 8.5 x the sd
+    inside an image."""
+    rng = np.random.default_rng(4)
+    alike = [random_sample(rng, f"s{i}", 24, 24) for i in range(6)]
+    data, split = write_dataset(tmp_path / "alike", alike, ["train"] * 4 + ["val", "test"])
+    chosen, reason = choose_normalisation(dataset_fingerprint(data, split, CLASSES, seed=0), "auto")
+    assert chosen.mode == "zscore" and "alike" in reason
+    mixed = [random_sample(rng, f"s{i}", 24, 24, offset=5000 * (i % 2)) for i in range(6)]
+    data, split = write_dataset(tmp_path / "mixed", mixed, ["train"] * 4 + ["val", "test"])
+    fingerprint = dataset_fingerprint(data, split, CLASSES, seed=0)
+    assert fingerprint["intensity"]["per_image"]["mean_sd"] == pytest.approx([2449.0] * 3, rel=0.01)
+    chosen, reason = choose_normalisation(fingerprint, "auto")
+    assert chosen.mode == "image_zscore" and "the images differ" in reason
+    # The training loader (train and val images alike) gives every image, dark or bright, mean 0 and sd 1.
+    loaded = load_labelled_images([data], ids=["s0", "s1"], normalisation=chosen)
+    for image in loaded.images:
+        assert image.dtype == np.float32 and image.shape == (3, 24, 24)
+        assert image.mean(axis=(1, 2)) == pytest.approx([0.0] * 3, abs=1e-5)
+        assert image.std(axis=(1, 2)) == pytest.approx([1.0] * 3, rel=1e-5)
+
+
 def test_a_mask_class_beyond_the_declared_classes_names_the_key(tmp_path: Path):
     rng = np.random.default_rng(2)
     samples = [random_sample(rng, f"s{i}", 16, 16) for i in range(3)]
@@ -192,7 +248,7 @@ def test_float32_images_give_statistics_and_normalise(tmp_path: Path):
     assert fingerprint["dtype"] == "float32" and fingerprint["channels"] == 3
     pixels = np.concatenate([s.image.reshape(-1, 3) for s in samples[:2]]).astype(np.float64)
     np.testing.assert_allclose(fingerprint["intensity"]["all"]["mean"], pixels.mean(axis=0), rtol=1e-6)
-    for mode in ("zscore", "percentile", "dtype"):
+    for mode in ("zscore", "image_zscore", "percentile", "dtype"):
         normalisation, _ = choose_normalisation(fingerprint, mode)
         out = normalise_image(samples[0].image, normalisation)
         assert out.dtype == np.float32 and out.shape == (3, 16, 16) and np.isfinite(out).all()

@@ -78,6 +78,50 @@ def test_normalisation_checks_channels_and_round_trips():
     assert Normalisation.from_dict(norm.as_dict()) == norm
 
 
+def test_image_zscore_uses_the_grey_images_own_mean_and_sd():
+    image = np.array([[0, 2], [4, 6]], np.uint8)
+    # By hand: mean 3, population variance (9 + 1 + 1 + 9) / 4 = 5.
+    expected = (np.array([[0, 2], [4, 6]]) - 3.0) / math.sqrt(5.0)
+    out = normalise_image(image, Normalisation("image_zscore"))
+    assert out.dtype == np.float32 and out.shape == (1, 2, 2)
+    np.testing.assert_allclose(out[0], expected, rtol=1e-6)
+
+
+def test_image_zscore_is_per_channel_in_uint16_and_only_shifts_a_constant_channel():
+    image = np.zeros((2, 2, 3), np.uint16)
+    image[..., 0] = [[1000, 3000], [5000, 7000]]  # mean 4000, variance (9 + 1 + 1 + 9) / 4 * 1000**2
+    image[..., 1] = [[65535, 65535], [65535, 65533]]  # mean 65534.5, variance (3 * 0.25 + 2.25) / 4 = 0.75
+    image[..., 2] = 4321  # constant: shifted to 0, not divided by 0
+    out = normalise_image(image, Normalisation("image_zscore"))
+    assert out.dtype == np.float32 and out.shape == (3, 2, 2)
+    np.testing.assert_allclose(out[0], (image[..., 0] - 4000.0) / (1000.0 * math.sqrt(5.0)), rtol=1e-6)
+    np.testing.assert_allclose(out[1], (image[..., 1] - 65534.5) / math.sqrt(0.75), rtol=1e-6)
+    np.testing.assert_array_equal(out[2], np.zeros((2, 2)))
+
+
+def test_image_zscore_of_rgb_uint8_matches_numpy_per_channel():
+    image = np.random.default_rng(4).integers(0, 256, (7, 5, 3)).astype(np.uint8)
+    out = normalise_image(image, Normalisation("image_zscore"))
+    for channel in range(3):
+        plane = image[..., channel].astype(np.float64)
+        mean = plane.sum() / plane.size
+        sd = math.sqrt(((plane - mean) ** 2).sum() / plane.size)
+        np.testing.assert_allclose(out[channel], (plane - mean) / sd, rtol=1e-5, atol=1e-6)
+        assert out[channel].mean() == pytest.approx(0.0, abs=1e-6)
+        assert out[channel].std() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_image_zscore_takes_any_channel_count_and_undoes_an_images_gain_and_offset():
+    rng = np.random.default_rng(5)
+    for channels in (1, 2, 4):
+        dim = rng.integers(5, 40, (9, 11, channels)).astype(np.uint16)
+        bright = dim * 7 + 20_000  # another camera gain and offset: the same image to image_zscore
+        norm = Normalisation("image_zscore")
+        assert norm.channels is None
+        np.testing.assert_allclose(normalise_image(bright, norm), normalise_image(dim, norm), atol=1e-5)
+    assert Normalisation.from_dict(Normalisation("image_zscore").as_dict()) == Normalisation("image_zscore")
+
+
 # --- the memory estimate ---------------------------------------------------------------------------------
 
 
@@ -123,8 +167,17 @@ def test_activation_estimate_is_within_15_percent_of_what_autograd_saves(spec):
 # --- planned values --------------------------------------------------------------------------------------
 
 
-def fingerprint(heights, widths, *, train=80, val=10, channels=1, stats=None) -> dict:
-    """A fingerprint with the given sizes (min/median/max lists) and intensity statistics."""
+def per_image(ratios, sd_median=20.0) -> dict:
+    """Per-image statistics whose means spread by ``ratios`` (one per channel) x the median per-image sd."""
+    return {
+        "mean_sd": [ratio * sd_median for ratio in ratios], "mean_min": [90.0] * len(ratios),
+        "mean_max": [110.0] * len(ratios), "sd_median": [sd_median] * len(ratios),
+    }  # fmt: skip
+
+
+def fingerprint(heights, widths, *, train=80, val=10, channels=1, stats=None, images=None) -> dict:
+    """A fingerprint with the given sizes (min/median/max lists) and intensity statistics; the images alike
+    (per-image means spread by 0.25 x their sd) unless ``images`` gives other per-image statistics."""
     stats = stats or {
         "mean": [100.0] * channels, "sd": [20.0] * channels, "p0_5": [50.0] * channels,
         "p99_5": [150.0] * channels, "min": [40.0] * channels, "max": [160.0] * channels,
@@ -146,6 +199,7 @@ def fingerprint(heights, widths, *, train=80, val=10, channels=1, stats=None) ->
             "seed": 0,
             "all": stats,
             "foreground": stats,
+            "per_image": images or per_image([0.25] * channels),
         },  # fmt: skip
         "classes": [
             {"id": 0, "name": "bg", "pixel_fraction": 0.9, "images": 100, "objects": 0, "object_size": None},
@@ -226,16 +280,70 @@ def test_batch_size_fills_the_budget_within_the_share_and_the_clamp():
     assert explicit.batch_size == 5 and explicit.sources["batch_size"] == "config"
 
 
+# The central 99 % span 100, the brightest 0.5 % almost 4000: heavy-tailed.
+HEAVY = {"mean": [100.0], "sd": [40.0], "p0_5": [50.0], "p99_5": [150.0], "min": [40.0], "max": [4095.0],
+         "clipped_mean": [99.0], "clipped_sd": [19.0]}  # fmt: skip
+
+
 def test_normalisation_is_zscore_unless_the_tails_are_heavy():
     result = plan(fingerprint((64,) * 3, (64,) * 3))
     assert result.normalisation == Normalisation("zscore", mean=(100.0,), sd=(20.0,))
-    heavy = {"mean": [100.0], "sd": [40.0], "p0_5": [50.0], "p99_5": [150.0], "min": [40.0], "max": [4095.0],
-             "clipped_mean": [99.0], "clipped_sd": [19.0]}  # fmt: skip
-    clipped = plan(fingerprint((64,) * 3, (64,) * 3, stats=heavy))
+    clipped = plan(fingerprint((64,) * 3, (64,) * 3, stats=HEAVY))
     assert clipped.normalisation == Normalisation("percentile", (99.0,), (19.0,), (50.0,), (150.0,))
     assert "heavy tails" in clipped.reasons["normalisation"]
-    chosen = plan(fingerprint((64,) * 3, (64,) * 3, stats=heavy), normalisation="dtype")
+    chosen = plan(fingerprint((64,) * 3, (64,) * 3, stats=HEAVY), normalisation="dtype")
     assert chosen.normalisation == DTYPE_SCALING and chosen.sources["normalisation"] == "config"
+
+
+def test_images_that_differ_more_than_their_own_contrast_are_zscored_each_by_itself():
+    # Dark-field (means ~20) and bright-field (~210) images: means spread 4.5 x the typical in-image sd.
+    varied = plan(fingerprint((64,) * 3, (64,) * 3, images=per_image([4.5])))
+    assert varied.normalisation == Normalisation("image_zscore") and varied.sources["normalisation"] == "auto"
+    assert "4.50 x the median per-image sd" in varied.reasons["normalisation"]
+    # Heavy tails do not matter then: each image's own statistics replace the dataset's.
+    varied_heavy = plan(fingerprint((64,) * 3, (64,) * 3, stats=HEAVY, images=per_image([4.5])))
+    assert varied_heavy.normalisation.mode == "image_zscore"
+    # Alike images keep the dataset-wide choice, heavy-tailed or not; the threshold 1.5 itself is alike.
+    alike = plan(fingerprint((64,) * 3, (64,) * 3, images=per_image([1.5])))
+    assert alike.normalisation == Normalisation("zscore", mean=(100.0,), sd=(20.0,))
+    assert "alike" in alike.reasons["normalisation"] and "non-CT" not in alike.reasons["normalisation"]
+    alike_heavy = plan(fingerprint((64,) * 3, (64,) * 3, stats=HEAVY, images=per_image([0.8])))
+    assert alike_heavy.normalisation.mode == "percentile"
+
+
+def test_one_varied_channel_is_enough_and_constant_images_count_as_alike():
+    three = fingerprint((64,) * 3, (64,) * 3, channels=3, images=per_image([0.3, 1.6, 0.2]))
+    result = plan(three)
+    assert result.normalisation.mode == "image_zscore" and "channel(s) [1]" in result.reasons["normalisation"]
+    flat = plan(fingerprint((64,) * 3, (64,) * 3, images=per_image([0.0], sd_median=0.0) | {"mean_sd": [50.0]}))
+    assert flat.normalisation.mode == "zscore"  # no contrast inside the images to compare the spread with
+
+
+def test_an_explicit_normalisation_wins_over_the_images_spread():
+    varied = fingerprint((64,) * 3, (64,) * 3, images=per_image([4.5]))
+    kept = plan(varied, normalisation="zscore")
+    assert kept.normalisation == Normalisation("zscore", mean=(100.0,), sd=(20.0,))
+    assert kept.sources["normalisation"] == "config" and kept.reasons["normalisation"] == "set in the config"
+    alike = plan(fingerprint((64,) * 3, (64,) * 3), normalisation="image_zscore")
+    assert alike.normalisation == Normalisation("image_zscore") and alike.sources["normalisation"] == "config"
+
+
+def test_a_fingerprint_without_per_image_statistics_plans_as_before():
+    old = fingerprint((64,) * 3, (64,) * 3)
+    del old["intensity"]["per_image"]
+    result = plan(old)
+    assert result.normalisation == Normalisation("zscore", mean=(100.0,), sd=(20.0,))
+    assert "predates per-image statistics" in result.reasons["normalisation"]
+    old["intensity"]["all"] = HEAVY
+    assert plan(old).normalisation.mode == "percentile"
+
+
+def test_image_zscore_needs_no_train_or_val_statistics():
+    empty = fingerprint((64,) * 3, (64,) * 3)
+    empty["intensity"] |= {"all": None, "foreground": None, "per_image": None}
+    assert plan(empty, normalisation="image_zscore").normalisation == Normalisation("image_zscore")
+    with pytest.raises(InputError, match=r"config key training\.normalisation: .*use image_zscore or dtype"):
+        plan(empty)
 
 
 def test_validation_interval_keeps_validation_under_a_quarter_of_training():
@@ -260,3 +368,7 @@ def test_plan_file_round_trip_and_resolved_sections(tmp_path: Path):
     assert (prediction["tile_size"], prediction["overlap"]) == (64, 16)
     rows = {row["key"]: row for row in result.table()}
     assert rows["training.batch_size"]["source"] == "config" and rows["prediction.overlap"]["source"] == "auto"
+    per_image_plan = plan(fingerprint((101,) * 3, (101,) * 3, images=per_image([3.0])))
+    write_plan(tmp_path / "image.json", per_image_plan)
+    assert read_plan(tmp_path / "image.json") == per_image_plan
+    assert resolve_training(with_defaults("training", {}), per_image_plan)["normalisation"] == "image_zscore"

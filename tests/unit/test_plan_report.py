@@ -12,7 +12,7 @@ import pandas as pd
 
 from segcore.report.html import ExperimentSection, render_report
 from segcore.report.plan_tables import plan_tables
-from tests.unit.test_plan import fingerprint, plan
+from tests.unit.test_plan import fingerprint, per_image, plan
 
 
 def test_plan_tables_show_every_planned_key_with_its_source_and_the_fingerprint():
@@ -30,6 +30,24 @@ def test_plan_tables_show_every_planned_key_with_its_source_and_the_fingerprint(
     assert summary["height min / median / max"] == "101 / 101 / 101"
     assert summary["intensity sample"] == "1000 pixels of 90 train+val images"
     assert tables["Classes"]["class"].tolist() == ["bg", "fg"]
+
+
+def test_an_image_zscore_plan_shows_why_and_the_images_spread_instead_of_dataset_statistics():
+    fp = fingerprint((64, 64, 64), (64, 64, 64), images=per_image([4.5]))
+    tables = dict(plan_tables(plan(fp), fp))
+    settings = tables["Plan"].set_index("key")
+    assert settings.loc["training.normalisation", "value"] == "image_zscore"
+    assert "4.50 x the median per-image sd" in settings.loc["training.normalisation", "reason"]
+    assert settings.loc["normalisation mean / sd", ["value", "source"]].tolist() == [
+        "each image's own, per channel", "image",
+    ]  # fmt: skip
+    summary = tables["Dataset fingerprint"].set_index("fingerprint")["value"]
+    assert summary["per-image means sd / median per-image sd"] == "90; 20"
+    assert summary["per-image means min / max"] == "90; 110"
+    old = fingerprint((64, 64, 64), (64, 64, 64))
+    del old["intensity"]["per_image"]  # written before the per-image statistics: dashes, no error
+    summary = dict(plan_tables(plan(old), old))["Dataset fingerprint"].set_index("fingerprint")["value"]
+    assert summary["per-image means sd / median per-image sd"] == "-; -"
 
 
 def test_the_page_holds_the_section_collapsed(tmp_path: Path):

@@ -10,7 +10,9 @@ returns a JSON-ready dict (written and read by :mod:`segcore.plan.plan` only)::
                                only (test images never shape the normalisation): ids, images, pixels, seed,
                                and for "all" pixels and "foreground" pixels (mask > 0) lists of one value per
                                channel: mean, sd, p0_5, p99_5, min, max, clipped_mean, clipped_sd (mean and
-                               sd after clipping to [p0_5, p99_5]); "foreground" is null without any
+                               sd after clipping to [p0_5, p99_5]); "foreground" is null without any;
+                               "per_image": how far the images differ from each other, from the same
+                               sample (:func:`per_image_statistics`), null without any
     classes                    one entry per class id: name, pixel_fraction (over every image), images (in
                                which it occurs), objects, object_size {min, median, max, mean} in pixels
     objects                    count (every image) and touching_fraction: the share of objects with a pixel
@@ -89,6 +91,32 @@ def channel_statistics(values: np.ndarray) -> dict[str, list[float]] | None:
         "max": listed(values.max(axis=0)),
         "clipped_mean": listed(clipped.mean(axis=0)),
         "clipped_sd": listed(clipped.std(axis=0)),
+    }
+
+
+def per_image_statistics(samples: Sequence[np.ndarray]) -> dict[str, list[float]] | None:
+    """Per-channel spread of the images' own intensities, from each image's sampled pixels ``samples`` (one
+    float64 (N_i, C) array per image; images with N_i = 0 are skipped). Every image counts once, however
+    many pixels it has, since the question is whether the *images* differ, not the pixels.
+
+    Returns lists of one value per channel: ``mean_sd``, the sd (ddof 0) over the images of their means;
+    ``mean_min``/``mean_max``, the darkest and brightest image mean; ``sd_median``, the median over the
+    images of their sds (ddof 0): the typical contrast inside one image. None without any image.
+    """
+    kept = [sample for sample in samples if sample.shape[0] > 0]
+    if not kept:
+        return None
+    means = np.stack([sample.mean(axis=0) for sample in kept])  # (images, C)
+    sds = np.stack([sample.std(axis=0) for sample in kept])
+
+    def listed(array: np.ndarray) -> list[float]:
+        return [float(value) for value in array]
+
+    return {
+        "mean_sd": listed(means.std(axis=0)),
+        "mean_min": listed(means.min(axis=0)),
+        "mean_max": listed(means.max(axis=0)),
+        "sd_median": listed(np.median(sds, axis=0)),
     }
 
 
@@ -233,6 +261,7 @@ def dataset_fingerprint(
             "seed": seed,
             "all": channel_statistics(values),
             "foreground": channel_statistics(values[in_foreground]),
+            "per_image": per_image_statistics(sampled),
         },
         "classes": tally.classes(class_names),
         "objects": {

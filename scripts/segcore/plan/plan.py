@@ -5,13 +5,10 @@ from the dataset fingerprint, the experiment's model and a memory budget; and th
 Each planned value comes from its config key when that is not ``"auto"`` (source ``config``), else from the
 rules below (source ``auto``); ``plan.json`` records value, source and the reason for each:
 
-- ``normalisation`` (``training.normalisation``): ``zscore`` with the dataset's per-channel mean and sd over
-  the train and val images, as nnU-Net normalises every non-CT modality (dataset-wide rather than per image,
-  so an image's absolute brightness, which may tell classes apart, is kept). ``percentile`` instead when the
-  data are heavy-tailed: in some channel the darkest or brightest 0.5 % of the pixels span a wider range than
-  the central 99 % (hot pixels, saturated spots, a 12-bit camera's rare highlights), which would inflate the
-  sd and squeeze the bulk of the intensities into a sliver. ``dtype`` (division by the dtype's maximum) is
-  never chosen automatically: it leaves 12-bit data in a 16-bit container at 1/16 of the range.
+- ``normalisation`` (``training.normalisation``): :func:`segcore.plan.normalise.choose_normalisation` (its
+  module docstring has the rule): ``image_zscore`` (each image by its own mean and sd, nnU-Net's rule for
+  non-CT images) when the images' means differ by more than their own contrast, else ``zscore`` with the
+  dataset's train+val mean and sd per channel, or ``percentile`` when the data are heavy-tailed.
 - ``patch_size`` (``training.patch_size``): whole images (null) when all images share one size and two of
   them fit the memory budget; else a square patch: the median of the images' longer sides rounded up to a
   multiple of ``2**depth`` (nnU-Net's median-shape target), reduced to the largest multiple of ``2**depth``
@@ -50,9 +47,8 @@ from typing import Any
 import numpy as np
 
 from segcore.io import InputError, atomic_path
-from segcore.plan.normalise import Normalisation
+from segcore.plan.normalise import AUTO, Normalisation, choose_normalisation
 
-AUTO = "auto"
 PLANNED = ("normalisation", "patch_size", "batch_size", "tile_size", "overlap", "validation_every")
 CONFIG_KEYS = {
     "normalisation": "training.normalisation",
@@ -158,41 +154,6 @@ def training_bytes(spec: Mapping[str, Any], in_channels: int, num_classes: int, 
 def round_up(value: float, multiple: int) -> int:
     """The smallest positive multiple of ``multiple`` at least ``value``."""
     return max(multiple, math.ceil(value / multiple) * multiple)
-
-
-def choose_normalisation(fingerprint: Mapping[str, Any], requested: str) -> tuple[Normalisation, str]:
-    """The normalisation for ``training.normalisation`` = ``requested`` (a mode or "auto"), with its reason.
-
-    Raises :class:`InputError` naming the key when zscore or percentile is asked for but the fingerprint
-    has no intensity statistics (no train or val image).
-    """
-    stats = fingerprint["intensity"]["all"]
-    if requested == "dtype":
-        return Normalisation("dtype"), "divide by the dtype's maximum (float images as they are)"
-    if stats is None:
-        raise InputError(
-            "config key training.normalisation: the split has no train or val image to take intensity "
-            "statistics from; use dtype"
-        )
-    central = np.subtract(stats["p99_5"], stats["p0_5"])
-    tails = np.maximum(np.subtract(stats["max"], stats["p99_5"]), np.subtract(stats["p0_5"], stats["min"]))
-    heavy = [int(c) for c in np.flatnonzero((central > 0) & (tails > central))]
-    mode = requested if requested != AUTO else ("percentile" if heavy else "zscore")
-    if mode == "percentile":
-        normalisation = Normalisation(
-            "percentile", tuple(stats["clipped_mean"]), tuple(stats["clipped_sd"]), tuple(stats["p0_5"]),
-            tuple(stats["p99_5"]),
-        )  # fmt: skip
-    else:
-        normalisation = Normalisation("zscore", tuple(stats["mean"]), tuple(stats["sd"]))
-    if requested != AUTO:
-        return normalisation, "set in the config"
-    if heavy:
-        return normalisation, (
-            f"heavy tails in channel(s) {heavy}: the extreme 0.5 % of pixels span more than the central 99 %, "
-            "so clip to the 0.5/99.5 percentiles before the z-score"
-        )
-    return normalisation, "z-score with the train+val mean and sd per channel (nnU-Net's rule for non-CT images)"
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ with cross-validation)::
 ``model_card.json``: ``classes`` (the mask's classes, 0 first), ``border_class`` and ``output_classes`` (the
 network's planes: the classes, then ``border`` for a border-class model), ``input`` (channels; images as
 stored, uint8 or uint16), ``normalisation`` (mode and per-channel statistics,
-:class:`segcore.plan.normalise.Normalisation`), ``network`` (config spec, depth, margin, padding multiple
-2**depth, ``members``: 1, or the number of folds of an ensemble), ``prediction`` (tile size, overlap, blend,
-batch size, TTA, operating point and threshold, instance method and watershed h; an ensemble's threshold is
-the mean of its folds'), ``training`` (the run facts of ``training.json``; an ensemble's summarise its
+:class:`segcore.plan.normalise.Normalisation`; empty lists for image_zscore and dtype, which need none),
+``network`` (config spec, depth, margin, padding multiple 2**depth, ``members``: 1, or the number of folds of
+an ensemble), ``prediction`` (tile size, overlap, blend, batch size, TTA, operating point and threshold,
+instance method and watershed h; an ensemble's threshold is the mean of its folds'), ``training`` (the run facts of ``training.json``; an ensemble's summarise its
 folds), ``pipeline_commit`` (null when unknown), ``files`` and the torch version. :class:`ModelCard` is its
 parsed form; its ``inference`` is what :func:`segcore.predict.inference.segment_image` takes, so predictions
 through the bundle repeat rule predict's.

@@ -7,12 +7,26 @@ from typing import Any
 
 import pandas as pd
 
+from segcore.plan.normalise import Normalisation
 from segcore.plan.plan import Plan
 
 
 def _per_channel(values: Sequence[float] | None) -> str:
     """Per-channel numbers as "a / b / c" with 4 significant digits; a dash for none."""
     return " / ".join(f"{value:.4g}" for value in values) if values else "-"
+
+
+def _normalisation_row(norm: Normalisation) -> dict[str, str]:
+    """The plan table's row of the normalisation's numbers (key, value, source, reason): the fingerprint's
+    mean / sd, or, for the modes that store none, where the numbers come from instead."""
+    if norm.mode == "image_zscore":
+        return {"key": "normalisation mean / sd", "value": "each image's own, per channel", "source": "image",
+                "reason": "computed as each image is loaded"}  # fmt: skip
+    if norm.mode == "dtype":
+        return {"key": "normalisation scale", "value": "1 / dtype maximum (255, 65535); float as is",
+                "source": "dtype", "reason": "no statistics"}  # fmt: skip
+    return {"key": "normalisation mean / sd", "value": f"{_per_channel(norm.mean)}; {_per_channel(norm.sd)}",
+            "source": "fingerprint", "reason": "train+val pixels"}  # fmt: skip
 
 
 def plan_tables(plan: Plan, fingerprint: Mapping[str, Any]) -> list[tuple[str, pd.DataFrame]]:
@@ -23,8 +37,7 @@ def plan_tables(plan: Plan, fingerprint: Mapping[str, Any]) -> list[tuple[str, p
     settings["value"] = settings["value"].map(lambda value: "null (whole images)" if value is None else str(value))
     norm = plan.normalisation
     extra = [
-        {"key": "normalisation mean / sd", "value": f"{_per_channel(norm.mean)}; {_per_channel(norm.sd)}",
-         "source": "fingerprint", "reason": "train+val pixels"},
+        _normalisation_row(norm),
         {"key": "memory estimate", "value": f"{plan.memory.get('estimated_mb', '-')} MB of "
          f"{plan.memory.get('budget_mb', '-')} MB", "source": "plan", "reason": "per training step"},
     ]  # fmt: skip
@@ -35,6 +48,7 @@ def plan_tables(plan: Plan, fingerprint: Mapping[str, Any]) -> list[tuple[str, p
     size = fingerprint["size"]
     intensity = fingerprint["intensity"]
     stats = intensity["all"] or {}
+    per_image = intensity.get("per_image") or {}  # absent from fingerprints written before it existed
     summary = pd.DataFrame(
         [
             ("images", f"{fingerprint['images']} ({', '.join(f'{k} {v}' for k, v in fingerprint['subsets'].items())})"),
@@ -45,6 +59,10 @@ def plan_tables(plan: Plan, fingerprint: Mapping[str, Any]) -> list[tuple[str, p
             ("intensity sd", _per_channel(stats.get("sd"))),
             ("intensity 0.5 / 99.5 percentiles",
              f"{_per_channel(stats.get('p0_5'))}; {_per_channel(stats.get('p99_5'))}"),
+            ("per-image means min / max", f"{_per_channel(per_image.get('mean_min'))}; "
+             f"{_per_channel(per_image.get('mean_max'))}"),
+            ("per-image means sd / median per-image sd", f"{_per_channel(per_image.get('mean_sd'))}; "
+             f"{_per_channel(per_image.get('sd_median'))}"),
             ("intensity sample", f"{intensity['pixels']} pixels of {intensity['images']} {intensity['ids']} images"),
             ("objects", f"{fingerprint['objects']['count']}, {100 * fingerprint['objects']['touching_fraction']:.1f} % "
              "touching another"),
