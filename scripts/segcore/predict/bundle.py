@@ -23,10 +23,11 @@ stored, uint8 or uint16), ``normalisation`` (mode and per-channel statistics,
 :class:`segcore.plan.normalise.Normalisation`; empty lists for image_zscore and dtype, which need none),
 ``network`` (config spec, depth, margin, padding multiple 2**depth, ``members``: 1, or the number of folds of
 an ensemble), ``prediction`` (tile size, overlap, blend, batch size, TTA, operating point and threshold,
-instance method and watershed h; an ensemble's threshold is the mean of its folds'), ``training`` (the run facts of ``training.json``; an ensemble's summarise its
-folds), ``pipeline_commit`` (null when unknown), ``files`` and the torch version. :class:`ModelCard` is its
-parsed form; its ``inference`` is what :func:`segcore.predict.inference.segment_image` takes, so predictions
-through the bundle repeat rule predict's.
+instance method and watershed h; an ensemble's threshold is the mean of its folds'), ``training`` (the run
+facts of ``training.json``; an ensemble's summarise its folds), ``pipeline_commit`` (null when unknown),
+``files`` and the torch version. :class:`ModelCard` is its parsed form; its ``inference`` is what
+:func:`segcore.predict.inference.segment_image` takes, so predictions through the bundle repeat rule
+predict's.
 
 BatchNorm folding is verified when the bundle is written (:func:`segcore.predict.portable.check_folded`): the
 TorchScript graph holds no batch-norm operation and its logits equal the unfused eval-mode network's (or
