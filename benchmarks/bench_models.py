@@ -12,9 +12,13 @@ that load from other processes on a shared machine slows reference and network a
 2. The default small U-Net's training step in three settings: eager NCHW, channels_last, channels_last with
    BatchNorm (``--compile`` adds channels_last + BatchNorm + torch.compile, which costs 30-60 s to compile);
    each as images/s, fraction of peak and ratio to eager NCHW.
+3. ``--part sizes``: the layout choice of :func:`segcore.train.hardware.prefers_channels_last` checked at
+   equal work: the presets' network (widths 16..256, BatchNorm) trained on patches of side 128, 256, 320 and
+   512 with the batch holding 2**18 pixels each time, eager NCHW against channels_last, timed round-robin;
+   prints the channels_last / NCHW speed ratio per side and the layout the rule picks there.
 
 Usage: ``python benchmarks/bench_models.py [--quick] [--compile] [--device cpu|cuda] [--threads N]
-[--rounds N] [--part all|models|layouts]``.
+[--rounds N] [--part all|models|layouts|sizes]``.
 ``--quick`` uses smaller batches and inputs and one timed round (a smoke run: 45-100 s here, depending on
 load). The default run (3 rounds) took 4.5-5 min on this busy 2-core machine; expect about 3 min on 2 free
 cores. On a shared machine differences under ~15 % are noise.
@@ -192,6 +196,37 @@ def bench_layouts(case: Case, repeats: int, device: torch.device, compile_too: b
     print(f"  fastest: {max(rates, key=rates.get)}")
 
 
+SIZE_SIDES = (128, 256, 320, 512)
+SIZE_PIXELS_PER_STEP = 2**18  # 256x256 x 4: the batch of every side holds the same pixels
+SIZE_SPEC = {"name": "unet", "widths": [16, 32, 64, 128, 256], "batchnorm": True}
+
+
+def bench_layout_sizes(repeats: int, device: torch.device) -> None:
+    """Per patch side, the training speed of channels_last over eager NCHW at equal pixels per step, beside
+    the layout :func:`segcore.train.hardware.prefers_channels_last` chooses for that side."""
+    from segcore.train.hardware import prefers_channels_last
+
+    print(f"\n{SIZE_SPEC['widths']} U-Net training step, NCHW vs channels_last, {SIZE_PIXELS_PER_STEP} px a step:")
+    print(f"  {'side':>5} {'batch':>5} {'NCHW kpx/s':>11} {'NHWC kpx/s':>11} {'NHWC/NCHW':>10}  rule picks")
+    for side in SIZE_SIDES:
+        batch = max(1, SIZE_PIXELS_PER_STEP // side**2)
+        case = Case(f"unet {side}", SIZE_SPEC, 1, 2, side, batch)
+        steps: dict[str, Callable[[], object]] = {}
+        for label, channels_last in (("nchw", False), ("nhwc", True)):
+            torch.manual_seed(0)
+            model = build_model(with_defaults("experiments.*.model", SIZE_SPEC), 1, 2).to(device).train()
+            images, target = case_inputs(case, device)
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                images = images.contiguous(memory_format=torch.channels_last)
+            steps[label] = training_step(model, images, target)
+        seconds = interleaved_medians(steps, repeats, 1, device)
+        rates = {label: batch * side**2 / value / 1e3 for label, value in seconds.items()}
+        picked = "channels_last" if prefers_channels_last(device, side**2) else "NCHW"
+        print(f"  {side:>5} {batch:>5} {rates['nchw']:>11.0f} {rates['nhwc']:>11.0f} "
+              f"{rates['nhwc'] / rates['nchw']:>10.2f}  {picked}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches and inputs, one timed round")
@@ -199,7 +234,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 3, or 1 with --quick)")
-    parser.add_argument("--part", default="all", choices=("all", "models", "layouts"), help="what to run")
+    parser.add_argument(
+        "--part",
+        default="all",
+        choices=("all", "models", "layouts", "sizes"),
+        help="what to run (sizes: only with --part sizes)",
+    )
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -215,6 +255,8 @@ def main() -> None:
             bench_model(case, repeats, device)
     if args.part in ("all", "layouts"):
         bench_layouts(cases[0], repeats, device, args.compile)
+    if args.part == "sizes":
+        bench_layout_sizes(repeats, device)
 
 
 if __name__ == "__main__":
