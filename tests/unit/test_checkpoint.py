@@ -30,7 +30,7 @@ from segcore.train.checkpoint import (
     save_state,
 )
 from segcore.train.data import BatchSampler, LabelledImages
-from segcore.train.loop import Hardware, TrainSettings, choose_hardware, fit
+from segcore.train.loop import Hardware, TrainSettings, choose_hardware, fit, prefers_channels_last
 from segcore.train.losses import build_loss
 from tests.unit.helpers_training import Interrupt, StopAtEpoch
 
@@ -261,7 +261,14 @@ def test_float16_training_resumes_with_its_gradient_scaler(tmp_path: Path):
     assert torch.load(resume.path, weights_only=True)["scaler"]["_growth_tracker"] == 9  # restored, then 3 more
 
 
-def test_cpu_training_is_float32_with_channels_last_only_for_small_samples():
+def test_cpu_training_is_float32_with_channels_last_by_size_and_kernel_set():
     cpu = torch.device("cpu")
     assert choose_hardware(cpu, 128 * 128) == Hardware(cpu, channels_last=True, autocast_dtype=None)
-    assert choose_hardware(cpu, 512 * 512) == Hardware(cpu, channels_last=False, autocast_dtype=None)
+    large = choose_hardware(cpu, 512 * 512)
+    assert large.autocast_dtype is None
+    assert large.channels_last == (torch.backends.cpu.get_cpu_capability() == "AVX512")
+    # AVX-512 kernels: channels-last at every size; other CPUs (AVX2, none) up to 256 x 256 pixels only
+    assert prefers_channels_last(cpu, 512 * 512, cpu_capability="AVX512")
+    assert not prefers_channels_last(cpu, 512 * 512, cpu_capability="AVX2")
+    assert not prefers_channels_last(cpu, 256 * 256 + 1, cpu_capability="DEFAULT")
+    assert prefers_channels_last(cpu, 256 * 256, cpu_capability="AVX2")

@@ -22,13 +22,28 @@ class Hardware:
     autocast_dtype: torch.dtype | None = None
 
 
-def prefers_channels_last(device: torch.device, patch_pixels: int) -> bool:
+# CPU kernel sets (torch.backends.cpu.get_cpu_capability()) whose channels-last convolutions measured faster
+# at every patch side: on an AVX-512 Xeon, 1.30 / 1.52 / 1.21 / 1.34x NCHW's speed at 128 / 256 / 320 / 512 px
+# for the presets' 16..256 U-Net (benchmarks/bench_models.py --part sizes, equal pixels per step).
+CHANNELS_LAST_CPU_CAPABILITIES = ("AVX512",)
+# Elsewhere (measured on AVX2): channels-last up to this many pixels; above, its convolution backward ran at
+# about half speed (30-75 % slower training, shared/notes/cpu-performance.md).
+CHANNELS_LAST_MAX_PIXELS = 256 * 256
+
+
+def prefers_channels_last(device: torch.device, patch_pixels: int, cpu_capability: str | None = None) -> bool:
     """Whether the NHWC memory layout is the faster one for training.
 
-    On CUDA it is (tensor cores). On CPU it speeds small images by 17-28 % but slows convolution backward
-    on large images by 30-75 % (shared/notes/cpu-performance.md), so it is used up to 256x256 patches.
+    On CUDA it is (tensor cores). On a CPU whose kernel set (``cpu_capability``, default
+    ``torch.backends.cpu.get_cpu_capability()``: "AVX512", "AVX2", "DEFAULT", ...) is in
+    :data:`CHANNELS_LAST_CPU_CAPABILITIES` it is at every size; on other CPUs up to
+    :data:`CHANNELS_LAST_MAX_PIXELS` per sample. The choice depends on the machine only, never on a timing,
+    so a run repeated on one machine takes the same layout (and gives the same bits).
     """
-    return device.type == "cuda" or patch_pixels <= 256 * 256
+    if device.type == "cuda":
+        return True
+    capability = cpu_capability if cpu_capability is not None else torch.backends.cpu.get_cpu_capability()
+    return capability in CHANNELS_LAST_CPU_CAPABILITIES or patch_pixels <= CHANNELS_LAST_MAX_PIXELS
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
